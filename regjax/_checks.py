@@ -1,0 +1,49 @@
+"""Argument validation shared by the public functions.
+
+Every public entry point validates its *concrete* arguments here so that bad input fails at the call with a
+message naming the argument and the allowed values -- not as a NaN or a reshape error three layers later.
+Traced values (under jit/vmap) cannot be inspected and are passed through; their contracts are documented.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+
+
+def concrete_float(value, name: str):
+    """``float(value)`` if ``value`` is concrete, else ``None`` (a tracer under jit/vmap)."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    try:
+        arr = np.asarray(value)
+    except Exception as err:  # pragma: no cover - defensive
+        raise TypeError(f"{name} must be a real scalar, got {value!r}") from err
+    if arr.ndim != 0:
+        return None  # arrays of hyperparameters (e.g. per-layer) are checked element-wise by callers
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be a real scalar, got {value!r}")
+    return float(arr)
+
+
+def check_in_range(value, name: str, low: float, high: float, *, low_open=False, high_open=False):
+    """Raise ``ValueError`` unless a concrete ``value`` lies in the interval; tracers pass unchecked."""
+    v = concrete_float(value, name)
+    if v is None:
+        if not isinstance(value, jax.core.Tracer):
+            arr = np.asarray(value)
+            for item in arr.ravel():
+                check_in_range(item, name, low, high, low_open=low_open, high_open=high_open)
+        return value
+    lo_ok = v > low if low_open else v >= low
+    hi_ok = v < high if high_open else v <= high
+    if math.isnan(v) or not (lo_ok and hi_ok):
+        lb = "(" if low_open else "["
+        rb = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {lb}{low}, {high}{rb}, got {value!r}")
+    return value
+
+
+def check_nonnegative(value, name: str):
+    return check_in_range(value, name, 0.0, math.inf, high_open=True)

@@ -1,0 +1,45 @@
+"""Inverted dropout from scratch (D2L §5.6 "Dropout").
+
+``rate`` is the probability of *dropping* a unit (the PyTorch/Flax meaning). Kept units are scaled by
+``1 / (1 - rate)`` in training so that ``E[dropout(x)] = x``; evaluation is the identity.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from regjax._checks import check_in_range, concrete_float
+
+__all__ = ["dropout"]
+
+
+def dropout(x, rate, *, key=None, train: bool = True):
+    """Inverted dropout: each element is ``0`` with probability ``rate``, else ``x / (1 - rate)``.
+
+    Args:
+      x: array of any shape.
+      rate: drop probability in ``[0, 1]``; may be a traced scalar (e.g. vmapped over in a sweep). A concrete
+        rate outside ``[0, 1]`` or NaN raises ``ValueError``; traced rates are the caller's responsibility.
+      key: a ``jax.random`` key; required when ``train`` and the rate is not a concrete 0. Use a fresh key per
+        step and per layer (``jax.random.fold_in(key, step)``) -- a reused key drops the same units forever.
+      train: ``False`` returns ``x`` unchanged (evaluation mode). Must be a Python bool (static under jit).
+
+    Returns:
+      Array like ``x``. ``rate == 1`` gives zeros with finite (zero) gradients.
+    """
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be a Python bool (static under jit), got {type(train).__name__}")
+    check_in_range(rate, "rate", 0.0, 1.0)
+    if not train or concrete_float(rate, "rate") == 0.0:
+        return x
+    if key is None:
+        raise ValueError("key is required when train=True and rate > 0 (pass a fresh jax.random key)")
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"x must be a floating-point array, got dtype {x.dtype}")
+    keep_prob = 1.0 - jnp.asarray(rate, dtype=x.dtype)
+    keep = jax.random.bernoulli(key, keep_prob, x.shape)
+    # Double-where keeps the scale (and its gradient) finite when keep_prob == 0: no 0 * inf = NaN.
+    safe_keep_prob = jnp.where(keep_prob > 0, keep_prob, 1.0)
+    scale = jnp.where(keep_prob > 0, 1.0 / safe_keep_prob, 0.0)
+    return jnp.where(keep, x * scale, jnp.zeros_like(x))

@@ -1,0 +1,44 @@
+"""Models in two versions with one parameter layout.
+
+``regjax.models.scratch`` holds pure functions (``init_*`` builds the parameter dict, the model function
+applies it); ``regjax.models.flax`` holds the ``flax.linen`` modules. Layers carry the same names in both
+(``dense0``, ``conv0``, ``bn0``, …) and Flax's own leaf names (``kernel``/``bias``, ``scale``/``bias``,
+``mean``/``var``), so scratch ``params`` *are* Flax's ``variables['params']`` and scratch BN ``state`` *is*
+``variables['batch_stats']``: no converter needed (see ``to_flax_variables`` / ``from_flax_variables``).
+"""
+from __future__ import annotations
+
+import jax
+
+INITIALIZERS = {
+    # D2L's default for the MLP chapters: N(0, 0.01²).
+    "normal": lambda: jax.nn.initializers.normal(stddev=0.01),
+    # Glorot/Xavier uniform: torch.nn.init.xavier_uniform_ and MXNet's init.Xavier() default.
+    "xavier": jax.nn.initializers.glorot_uniform,
+    # He/Kaiming normal, fan-in: torch.nn.init.kaiming_normal_ default.
+    "he": jax.nn.initializers.he_normal,
+    # Flax's Dense default.
+    "lecun": jax.nn.initializers.lecun_normal,
+}
+
+
+def get_initializer(init):
+    """An initializer from a name in ``INITIALIZERS`` or a ``jax.nn.initializers`` callable, passed through."""
+    if callable(init):
+        return init
+    if init not in INITIALIZERS:
+        raise ValueError(f"init must be one of {sorted(INITIALIZERS)} or a jax.nn.initializers callable, got {init!r}")
+    return INITIALIZERS[init]()
+
+
+def to_flax_variables(params, state=None):
+    """Scratch ``(params, state)`` -> Flax ``variables`` (the layouts are the same; this only nests them)."""
+    variables = {"params": params}
+    if state:
+        variables["batch_stats"] = state
+    return variables
+
+
+def from_flax_variables(variables):
+    """Flax ``variables`` -> scratch ``(params, state)``."""
+    return variables["params"], variables.get("batch_stats", {})

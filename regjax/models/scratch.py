@@ -1,0 +1,150 @@
+"""From-scratch models as pure functions over parameter dicts (D2L §3.2, §4.2, §5.2, §5.6, §8.5).
+
+Parameter layout is Flax's (``{'dense0': {'kernel': (in, out), 'bias': (out,)}, …}``), so the Flax modules in
+``regjax.models.flax`` can be fed the very same dicts. Images are NHWC.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn  # only its pure pooling function
+
+from regjax.batchnorm import batch_norm, batch_norm_init
+from regjax.dropout import dropout
+from regjax.models import get_initializer
+
+__all__ = [
+    "init_linreg", "linreg",
+    "init_softmax_regression", "softmax_regression",
+    "init_mlp", "mlp",
+    "init_lenet_bn", "lenet_bn",
+]
+
+
+def _dense_init(key, fan_in, fan_out, init, dtype=jnp.float32):
+    return {"kernel": get_initializer(init)(key, (fan_in, fan_out), dtype), "bias": jnp.zeros((fan_out,), dtype)}
+
+
+def _dense(p, x):
+    return x @ p["kernel"] + p["bias"]
+
+
+def _flatten(x, num_inputs, name="x"):
+    x = jnp.asarray(x)
+    x = x.reshape((x.shape[0], -1)) if x.ndim > 2 else x
+    if x.ndim != 2 or x.shape[-1] != num_inputs:
+        raise ValueError(f"{name} must be (N, {num_inputs}) or images that flatten to it; got shape {jnp.shape(x)}")
+    return x
+
+
+# --- linear and softmax regression -------------------------------------------------------------------------
+
+def init_linreg(key, num_inputs: int, weight_init="normal"):
+    """``{'dense0': {'kernel': (d, 1), 'bias': (1,)}}`` with N(0, 0.01²) weights by default, zero bias."""
+    return {"dense0": _dense_init(key, num_inputs, 1, weight_init)}
+
+
+def linreg(params, x):
+    """``X w + b``: (N, d) -> (N, 1), as in D2L."""
+    return _dense(params["dense0"], _flatten(x, params["dense0"]["kernel"].shape[0]))
+
+
+def init_softmax_regression(key, num_inputs: int = 784, num_outputs: int = 10, weight_init="normal"):
+    return {"dense0": _dense_init(key, num_inputs, num_outputs, weight_init)}
+
+
+def softmax_regression(params, x):
+    """Logits ``X W + b`` of images flattened to (N, d); the softmax lives in the loss."""
+    return _dense(params["dense0"], _flatten(x, params["dense0"]["kernel"].shape[0]))
+
+
+# --- the dropout MLP ---------------------------------------------------------------------------------------
+
+def init_mlp(key, num_inputs: int = 784, hidden: Sequence[int] = (256, 256), num_outputs: int = 10,
+             weight_init="normal"):
+    """Dense layers ``dense0 … dense{len(hidden)}``; D2L's MLP is 784-256-256-10 with N(0, 0.01²) weights."""
+    sizes = [num_inputs, *hidden, num_outputs]
+    if any((not isinstance(s, int)) or s < 1 for s in sizes):
+        raise ValueError(f"num_inputs, hidden and num_outputs must be positive ints, got {sizes}")
+    keys = jax.random.split(key, len(sizes) - 1)
+    return {f"dense{i}": _dense_init(k, a, b, weight_init) for i, (k, a, b) in enumerate(zip(keys, sizes[:-1], sizes[1:]))}
+
+
+def mlp(params, x, *, key=None, train: bool = False, rates=(0.2, 0.5), activation=jax.nn.relu):
+    """ReLU MLP with inverted dropout after each hidden layer (D2L §5.6): returns logits.
+
+    ``rates[i]`` is the drop probability after hidden layer ``i`` (one per hidden layer; may be traced, e.g. a
+    vmapped sweep). Each layer's mask uses ``fold_in(key, i)``, so two layers never share a mask.
+    """
+    num_layers = len(params)
+    rates = tuple(rates) if not hasattr(rates, "shape") else rates
+    if len(rates) != num_layers - 1:
+        raise ValueError(f"rates must give one drop rate per hidden layer ({num_layers - 1}), got {len(rates)}")
+    h = _flatten(x, params["dense0"]["kernel"].shape[0])
+    for i in range(num_layers - 1):
+        h = activation(_dense(params[f"dense{i}"], h))
+        layer_key = None if key is None else jax.random.fold_in(key, i)
+        h = dropout(h, rates[i], key=layer_key, train=train)
+    return _dense(params[f"dense{num_layers - 1}"], h)
+
+
+# --- LeNet with batch normalization ------------------------------------------------------------------------
+
+_LENET_CONVS = (("conv0", 6), ("conv1", 16))
+_LENET_DENSES = (("dense0", 120), ("dense1", 84))
+
+
+def init_lenet_bn(key, num_classes: int = 10, image_shape=(28, 28, 1), weight_init="xavier"):
+    """LeNet-5 with BN (D2L §8.5): returns ``(params, state)``.
+
+    conv0 5×5×6 → BN → sigmoid → avgpool 2 → conv1 5×5×16 → BN → sigmoid → avgpool 2 → dense0 120 → BN →
+    sigmoid → dense1 84 → BN → sigmoid → dense2 ``num_classes``. Kernels are HWIO (Flax's layout).
+    """
+    h, w, c = image_shape
+    keys = iter(jax.random.split(key, 5))
+    params, state = {}, {}
+    for i, (name, out) in enumerate(_LENET_CONVS):
+        params[name] = {"kernel": get_initializer(weight_init)(next(keys), (5, 5, c, out)), "bias": jnp.zeros((out,))}
+        params[f"bn{i}"], state[f"bn{i}"] = batch_norm_init(out)
+        h, w, c = (h - 4) // 2, (w - 4) // 2, out
+    fan_in = h * w * c
+    for i, (name, out) in enumerate(_LENET_DENSES):
+        params[name] = _dense_init(next(keys), fan_in, out, weight_init)
+        params[f"bn{i + 2}"], state[f"bn{i + 2}"] = batch_norm_init(out)
+        fan_in = out
+    params["dense2"] = _dense_init(next(keys), fan_in, num_classes, weight_init)
+    return params, state
+
+
+def _conv(p, x):
+    y = jax.lax.conv_general_dilated(x, p["kernel"], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + p["bias"]
+
+
+def lenet_bn(params, state, x, *, train: bool, momentum=0.9, eps=1e-5, axis_name=None, use_bn: bool = True):
+    """Apply LeNet-BN to NHWC images; returns ``(logits, new_state)``.
+
+    ``use_bn=False`` skips the normalisation (the contrast D2L draws); the BN params are then unused.
+    """
+    x = jnp.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be NHWC images (N, H, W, C); got shape {x.shape}")
+    new_state = {}
+
+    def norm(i, h):
+        if not use_bn:
+            return h
+        name = f"bn{i}"
+        y, new_state[name] = batch_norm(h, params[name], state[name], train=train, momentum=momentum, eps=eps,
+                                        axis_name=axis_name)
+        return y
+
+    h = x
+    for i, (name, _) in enumerate(_LENET_CONVS):
+        h = nn.avg_pool(jax.nn.sigmoid(norm(i, _conv(params[name], h))), (2, 2), strides=(2, 2))
+    h = h.reshape((h.shape[0], -1))
+    for i, (name, _) in enumerate(_LENET_DENSES):
+        h = jax.nn.sigmoid(norm(i + 2, _dense(params[name], h)))
+    return _dense(params["dense2"], h), (new_state if use_bn else state)
