@@ -1,0 +1,17 @@
+"""Data: Fashion-MNIST (IDX / TFDS / checksummed download, no TensorFlow), bundled real sets, synthetic data,
+device-resident batching, k-fold splits and image preprocessing."""
+from regjax.data.batching import Batches, batch_mean, epoch_batches, num_batches
+from regjax.data.dataset import Dataset
+from regjax.data.fashion_mnist import DataUnavailableError, find_idx_files, load_fashion_mnist
+from regjax.data.idx import read_idx, write_idx
+from regjax.data.kfold import kfold_splits
+from regjax.data.preprocess import flatten_images, images_to_float, to_nhwc
+from regjax.data.sklearn_sets import load_diabetes, load_digits
+from regjax.data.synthetic import PolynomialData, polynomial_data, synthetic_linear
+
+__all__ = [
+    "Dataset", "DataUnavailableError", "load_fashion_mnist", "find_idx_files", "read_idx", "write_idx",
+    "load_digits", "load_diabetes", "synthetic_linear", "polynomial_data", "PolynomialData",
+    "Batches", "num_batches", "epoch_batches", "batch_mean", "kfold_splits",
+    "images_to_float", "flatten_images", "to_nhwc",
+]
