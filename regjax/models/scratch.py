@@ -28,7 +28,8 @@ def _dense_init(key, fan_in, fan_out, init, dtype=jnp.float32):
 
 
 def _dense(p, x):
-    return x @ p["kernel"] + p["bias"]
+    y = x @ p["kernel"]
+    return y + p["bias"] if "bias" in p else y
 
 
 def _flatten(x, num_inputs, name="x"):
@@ -41,9 +42,15 @@ def _flatten(x, num_inputs, name="x"):
 
 # --- linear and softmax regression -------------------------------------------------------------------------
 
-def init_linreg(key, num_inputs: int, weight_init="normal"):
-    """``{'dense0': {'kernel': (d, 1), 'bias': (1,)}}`` with N(0, 0.01²) weights by default, zero bias."""
-    return {"dense0": _dense_init(key, num_inputs, 1, weight_init)}
+def init_linreg(key, num_inputs: int, weight_init="normal", use_bias: bool = True):
+    """``{'dense0': {'kernel': (d, 1), 'bias': (1,)}}`` with N(0, 0.01²) weights by default, zero bias.
+
+    ``use_bias=False`` leaves out the bias (D2L's polynomial fit, whose x⁰ feature plays that role).
+    """
+    layer = _dense_init(key, num_inputs, 1, weight_init)
+    if not use_bias:
+        del layer["bias"]
+    return {"dense0": layer}
 
 
 def linreg(params, x):

@@ -1,0 +1,98 @@
+"""Bundle each model as ``regjax.train.Model(init, apply)`` so scratch and Flax versions share one engine.
+
+``apply(params, model_state, x, *, key, train, hparams)`` -- scratch models read traced hyperparameters such as
+``hparams['rates']`` (dropout) so sweeps can vmap over them; Flax modules get the key as
+``rngs={'dropout': key}`` and BatchNorm statistics through ``mutable=['batch_stats']``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+
+from regjax.models import from_flax_variables, scratch, to_flax_variables
+from regjax.models import flax as flax_models
+from regjax.train import Model
+
+__all__ = ["scratch_linreg", "scratch_softmax_regression", "scratch_mlp", "scratch_lenet_bn", "flax_model",
+           "mlp_model", "lenet_bn_model", "softmax_regression_model"]
+
+
+def _stateless(init_params, forward):
+    return Model(init=lambda key: (init_params(key), {}),
+                 apply=lambda params, ms, x, *, key=None, train=False, hparams=None: (forward(params, x), ms))
+
+
+def scratch_linreg(num_inputs: int, weight_init="normal", use_bias: bool = True) -> Model:
+    return _stateless(lambda k: scratch.init_linreg(k, num_inputs, weight_init, use_bias), scratch.linreg)
+
+
+def scratch_softmax_regression(num_inputs: int = 784, num_outputs: int = 10, weight_init="normal") -> Model:
+    return _stateless(lambda k: scratch.init_softmax_regression(k, num_inputs, num_outputs, weight_init),
+                      scratch.softmax_regression)
+
+
+def scratch_mlp(num_inputs: int = 784, hidden: Sequence[int] = (256, 256), num_outputs: int = 10,
+                rates=(0.2, 0.5), weight_init="normal", activation=jax.nn.relu) -> Model:
+    """The dropout MLP; ``hparams['rates']`` (if present) overrides ``rates`` and may be traced."""
+
+    def apply(params, ms, x, *, key=None, train=False, hparams=None):
+        r = (hparams or {}).get("rates", rates)
+        return scratch.mlp(params, x, key=key, train=train, rates=r, activation=activation), ms
+
+    return Model(lambda key: (scratch.init_mlp(key, num_inputs, hidden, num_outputs, weight_init), {}), apply)
+
+
+def scratch_lenet_bn(num_classes: int = 10, image_shape=(28, 28, 1), weight_init="xavier",
+                     use_bn: bool = True) -> Model:
+    def apply(params, ms, x, *, key=None, train=False, hparams=None):
+        return scratch.lenet_bn(params, ms, x, train=train, use_bn=use_bn)
+
+    return Model(lambda key: scratch.init_lenet_bn(key, num_classes, image_shape, weight_init), apply)
+
+
+def flax_model(module, example_x) -> Model:
+    """Wrap a ``flax.linen`` module whose ``__call__(x, *, train)``; BatchNorm stats become ``model_state``."""
+
+    def init(key):
+        return from_flax_variables(module.init(key, example_x, train=False))
+
+    def apply(params, ms, x, *, key=None, train=False, hparams=None):
+        variables = to_flax_variables(params, ms)
+        rngs = {"dropout": key} if (train and key is not None) else {}
+        if train and ms:
+            out, updates = module.apply(variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
+            return out, updates["batch_stats"]
+        return module.apply(variables, x, train=train, rngs=rngs), ms
+
+    return Model(init, apply)
+
+
+def _check_impl(impl):
+    if impl not in ("scratch", "flax"):
+        raise ValueError(f"impl must be 'scratch' or 'flax', got {impl!r}")
+
+
+def mlp_model(impl: str, num_inputs: int, hidden=(256, 256), num_outputs: int = 10, rates=(0.2, 0.5),
+              weight_init="normal") -> Model:
+    _check_impl(impl)
+    if impl == "scratch":
+        return scratch_mlp(num_inputs, hidden, num_outputs, rates, weight_init)
+    module = flax_models.DropoutMLP(tuple(hidden), num_outputs, tuple(rates), weight_init)
+    return flax_model(module, jax.numpy.zeros((1, num_inputs)))
+
+
+def lenet_bn_model(impl: str, num_classes: int = 10, image_shape=(28, 28, 1), use_bn: bool = True,
+                   weight_init="xavier") -> Model:
+    _check_impl(impl)
+    if impl == "scratch":
+        return scratch_lenet_bn(num_classes, image_shape, weight_init, use_bn)
+    module = flax_models.LeNetBN(num_classes, weight_init, use_bn)
+    return flax_model(module, jax.numpy.zeros((1, *image_shape)))
+
+
+def softmax_regression_model(impl: str, num_inputs: int, num_outputs: int = 10, weight_init="normal") -> Model:
+    _check_impl(impl)
+    if impl == "scratch":
+        return scratch_softmax_regression(num_inputs, num_outputs, weight_init)
+    return flax_model(flax_models.SoftmaxRegression(num_outputs, weight_init), jax.numpy.zeros((1, num_inputs)))
