@@ -14,7 +14,7 @@ from regjax.train import fit, make_evaluate
 
 
 def main(argv=None):
-    p = cli.parser(__doc__, epochs=50, lr=0.1, batch_size=64, out="runs/dropout_vs_decay", image_dataset=True,
+    p = cli.parser(__doc__, epochs=50, lr=0.03, batch_size=64, out="runs/dropout_vs_decay", image_dataset=True,
                    match_steps=False)
     p.set_defaults(train_size=2000)
     p.add_argument("--hidden", type=int, nargs="+", default=[1024, 1024])

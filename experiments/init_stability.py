@@ -65,17 +65,17 @@ def main(argv=None):
         progress.say(f"[{k}] grad norm layer 1 {g[0]:.3g}, last layer {g[-1]:.3g} (ratio {g[0] / g[-1]:.3g})")
 
     # 3. products of random matrices
-    norms = matrix_product_norms(jax.random.fold_in(key, 3), 100, 4)
-    out["matrix_product_norm_after_100"] = float(norms[-1])
-    progress.say(f"norm of a product of 100 random 4x4 N(0,1) matrices: {float(norms[-1]):.3g}")
+    log10_norms = matrix_product_norms(jax.random.fold_in(key, 3), 100, 4)
+    out["matrix_product_log10_norm_after_100"] = float(log10_norms[-1])
+    progress.say(f"norm of a product of 100 random 4x4 N(0,1) matrices: 10^{float(log10_norms[-1]):.1f}")
 
     plots = [
         plot_series(series_grad, args.out / "init_grad_norms.png", xlabel="layer (1 = input side)",
                     ylabel="||dL/dW||", logy=True, title=f"gradient norm per layer at init, depth {args.depth}"),
         plot_series(series_var, args.out / "init_activation_var.png", xlabel="hidden layer",
                     ylabel="activation variance", logy=True, title="activation variance per layer at init"),
-        plot_series({"||M1...Mk||": (range(1, 101), norms)}, args.out / "init_matrix_products.png",
-                    xlabel="k", ylabel="Frobenius norm", logy=True, title="products of random 4x4 matrices"),
+        plot_series({"log10 ||M1...Mk||": (range(1, 101), log10_norms)}, args.out / "init_matrix_products.png",
+                    xlabel="k", ylabel="log10 Frobenius norm", title="products of random 4x4 matrices"),
     ]
     out["plots"] = [str(p_) for p_ in plots]
     progress.say("plots: " + ", ".join(out["plots"]))

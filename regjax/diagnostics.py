@@ -40,16 +40,23 @@ def layer_statistics(params, x, y, activation=jax.nn.relu) -> dict:
 
 
 def matrix_product_norms(key, num_matrices: int = 100, size: int = 4):
-    """Frobenius norms of the running products ``M_1 M_2 … M_k`` of N(0, 1) matrices, k = 1 … num_matrices:
-    the exploding-gradient picture (D2L multiplies 100 random 4×4 matrices)."""
+    """log10 of the Frobenius norms of the running products ``M_1 M_2 … M_k`` of N(0, 1) matrices,
+    k = 1 … num_matrices: the exploding-gradient picture (D2L multiplies 100 random 4×4 matrices).
+
+    The product is renormalised every step and its log-norm accumulated, so the values stay finite even where
+    the norm itself would overflow float32 (3.4e38).
+    """
     mats = jax.random.normal(key, (num_matrices, size, size))
 
-    def body(acc, m):
-        acc = acc @ m
-        return acc, jnp.linalg.norm(acc)
+    def body(carry, m):
+        direction, log10_norm = carry
+        prod = direction @ m
+        norm = jnp.linalg.norm(prod)
+        log10_norm = log10_norm + jnp.log10(norm)
+        return (prod / norm, log10_norm), log10_norm
 
-    _, norms = jax.lax.scan(body, jnp.eye(size), mats)
-    return norms
+    _, log10_norms = jax.lax.scan(body, (jnp.eye(size) / jnp.sqrt(size), 0.5 * jnp.log10(size)), mats)
+    return log10_norms
 
 
 def hidden_unit_spread(params, layer: int = 0) -> float:

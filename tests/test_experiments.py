@@ -104,3 +104,18 @@ def test_fallback_is_loud_and_recorded(tmp_path, capsys, monkeypatch):
     _load("softmax_regression").main(["--epochs", "1", "--out", str(tmp_path), "--quiet", "--no-compile-cache"])
     assert "FALLING BACK" in capsys.readouterr().err
     assert json.loads((tmp_path / "results.json").read_text())["dataset"]["name"] == "digits"
+
+
+def test_matrix_product_log_norms_match_direct_product_and_stay_finite():
+    import jax
+
+    from regjax.diagnostics import matrix_product_norms
+
+    key = jax.random.key(0)
+    logs = np.asarray(matrix_product_norms(key, 100, 4))
+    mats = np.asarray(jax.random.normal(key, (100, 4, 4)), np.float64)
+    prod = np.eye(4)
+    for k in range(20):
+        prod = prod @ mats[k]
+        assert logs[k] == pytest.approx(np.log10(np.linalg.norm(prod)), abs=1e-3)
+    assert np.all(np.isfinite(logs)) and logs[-1] > 15
