@@ -154,10 +154,10 @@ def _registered_checksums() -> dict:
 
 def _download(dest: Path, timeout: float) -> dict:
     dest.mkdir(parents=True, exist_ok=True)
-    files = {}
+    files, checksums = {}, _registered_checksums()
     for key, stem in FILES.items():
         name = f"{stem}.gz"
-        url, size, sha = _registered_checksums()[name]
+        url, size, sha = checksums[name]
         if DOWNLOAD_BASE_URL is not None:
             url = DOWNLOAD_BASE_URL.rstrip("/") + "/" + name
         target = dest / name
