@@ -13,7 +13,7 @@ from regjax.losses import (
     softmax_cross_entropy,
     squared_loss,
 )
-from regjax.optim import adam_l2, adamw, decayed_sgd, sgd_step
+from regjax.optim import adam_l2, adamw, decayed_sgd, sgd, sgd_step
 from regjax.penalty import l2_penalty, penalized, weights_mask
 
 __version__ = "0.1.0"
@@ -24,5 +24,5 @@ __all__ = [
     "batch_norm_init", "batch_norm",
     "squared_loss", "softmax_cross_entropy", "naive_softmax_cross_entropy",
     "l1_loss", "poisson_nll_loss", "cosine_embedding_loss",
-    "sgd_step", "decayed_sgd", "adam_l2", "adamw",
+    "sgd_step", "sgd", "decayed_sgd", "adam_l2", "adamw",
 ]

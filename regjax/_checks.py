@@ -47,3 +47,12 @@ def check_in_range(value, name: str, low: float, high: float, *, low_open=False,
 
 def check_nonnegative(value, name: str):
     return check_in_range(value, name, 0.0, math.inf, high_open=True)
+
+
+def as_count(value, name: str, minimum: int = 1) -> int:
+    """``int(value)`` for a Python or NumPy integer ``>= minimum``; anything else is a ``ValueError``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

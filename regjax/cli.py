@@ -1,38 +1,75 @@
-"""Shared plumbing for the ``experiments/`` command-line programs: arguments, compilation cache, dataset
-selection with the loud offline fallback, and writing results. No math lives here."""
+"""The one experiment runner behind every ``experiments/*.py``: arguments, validation before training, data with
+the loud offline fallback, checkpoints and ``--resume``, signals, divergence, and ``results.json``.
+
+An experiment keeps only what is its own (model, variants, plot)::
+
+    def main(argv=None):
+        p = cli.parser(__doc__, epochs=10, lr=0.5, batch_size=256, out="runs/mine", image_dataset=True)
+        with cli.Run("mine", p, argv) as run:
+            data = run.images(run.load_images(), flatten=True)
+            state, history = run.fit("variant", model, None, data, epochs=run.epochs(), hparams={"lr": run.args.lr})
+            run.finish({"final": history.final(), "plots": [...]})
+
+Exit codes: 0 completed; 1 an unexpected error (traceback; ``status: "failed"``); 2 a bad argument, caught
+before training (one line); 3 the training diverged (``status: "diverged"``); 130 / 143 interrupted by SIGINT /
+SIGTERM (``status: "interrupted"``, every completed epoch kept, checkpoint saved: rerun with ``--resume``).
+"""
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
+import math
+import re
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from regjax.checkpoint import CheckpointError, CheckpointWriter, load_checkpoint, read_checkpoint
 from regjax.data import DataUnavailableError, flatten_images, images_to_float, load_digits, load_fashion_mnist
 from regjax.data.fashion_mnist import cache_dir
 from regjax.report import Progress, environment, write_json_atomic
 
-__all__ = ["parser", "setup", "load_images", "prepare_images", "save_results", "IMAGE_DATASETS"]
+__all__ = ["parser", "Run", "Terminated", "sgd_route", "load_images", "prepare_images", "IMAGE_DATASETS",
+           "EXIT_CODES"]
 
 IMAGE_DATASETS = ("fashion_mnist", "digits")
+EXIT_CODES = {"completed": 0, "failed": 1, "usage": 2, "diverged": 3, "interrupted (SIGINT)": 130,
+              "interrupted (SIGTERM)": 143}
+# Arguments that may differ between a run and its --resume (they change where and how it reports, not what
+# it computes; --epochs may grow to continue a finished run).
+RESUME_FREE = {"out", "resume", "overwrite", "quiet", "no_compile_cache", "debug_nans", "epochs"}
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, like ``KeyboardInterrupt`` for SIGINT."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, exit 2 -- no usage block to scroll past (``--help`` has it)."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def parser(description: str, *, epochs: int, lr: float, batch_size: int, out: str, impls=None,
            image_dataset: bool = False, match_steps: bool = True) -> argparse.ArgumentParser:
     """The common flags; defaults are the D2L settings of each experiment."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     if image_dataset and match_steps:
-        p.add_argument("--epochs", type=_positive_int, default=None,
+        p.add_argument("--epochs", type=positive_int, default=None,
                        help=f"default: {epochs} on Fashion-MNIST; on another dataset, as many epochs as make the "
                             f"same number of SGD steps as {epochs} Fashion-MNIST epochs")
         p.set_defaults(reference_epochs=epochs)
     else:
-        p.add_argument("--epochs", type=_positive_int, default=epochs)
-    p.add_argument("--lr", type=_positive_float, default=lr, help="learning rate")
-    p.add_argument("--batch-size", type=_positive_int, default=batch_size)
+        p.add_argument("--epochs", type=positive_int, default=epochs)
+    p.add_argument("--lr", type=positive_float, default=lr, help="learning rate")
+    p.add_argument("--batch-size", type=positive_int, default=batch_size)
     p.add_argument("--seed", type=int, default=0, help="the one seed every PRNG key derives from")
-    p.add_argument("--out", type=Path, default=Path(out), help="folder for results.json and plots")
+    p.add_argument("--out", type=Path, default=Path(out), help="folder for results.json, plots and checkpoints")
     if impls:
         p.add_argument("--impl", choices=impls, default=impls[0])
     if image_dataset:
@@ -41,37 +78,329 @@ def parser(description: str, *, epochs: int, lr: float, batch_size: int, out: st
                             "obtained; naming it explicitly makes that a hard error")
         p.add_argument("--data-dir", type=Path, default=None,
                        help="folder with the Fashion-MNIST IDX files (default: $REGJAX_DATA_DIR)")
-        p.add_argument("--train-size", type=_positive_int, default=None,
+        p.add_argument("--train-size", type=positive_int, default=None,
                        help="use only the first N training examples (quick runs)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run checkpointed in --out (same arguments; --epochs may grow); starts from "
+                        "scratch if --out holds no checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an unfinished (interrupted, diverged, failed) run in --out instead of refusing")
+    p.add_argument("--debug-nans", action="store_true",
+                   help="turn on jax_debug_nans: stop at the first operation that produces a NaN (slow)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no per-epoch lines")
     p.add_argument("--no-compile-cache", action="store_true", help="disable JAX's persistent compilation cache")
     return p
 
 
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+def _number(text, kind, ok, what):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
     return value
 
 
-def _positive_float(text):
-    value = float(text)
-    if not (value > 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
+def positive_int(text):
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
-def setup(args) -> Progress:
-    """Enable the persistent compilation cache (unless disabled) and return the progress reporter."""
-    if not args.no_compile_cache:
+def positive_float(text):
+    return _number(text, float, lambda v: v > 0 and math.isfinite(v), "a positive finite number")
+
+
+def nonnegative_float(text):
+    return _number(text, float, lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0")
+
+
+def rate(text):
+    return _number(text, float, lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_") or "run"
+
+
+class Run:
+    """One experiment run from the command line (a context manager; see the module docstring)."""
+
+    def __init__(self, experiment: str, parser: argparse.ArgumentParser, argv=None):
+        self.experiment, self.parser = experiment, parser
+        self.args = parser.parse_args(argv)
+        self.out = Path(self.args.out)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.progress = Progress(quiet=self.args.quiet)
+        self.histories: dict = {}
+        self.dataset: dict | None = None
+        self.ds = None
+        self.training = False  # set once the first fit has checked its arguments
+        self.resuming = False
+        self._started, self._started_at = time.perf_counter(), _now()
+        self._signals: dict = {}
+        self.status: str | None = None
+        self._writer: CheckpointWriter | None = None
+
+    # ---- before training -----------------------------------------------------------------------------
+    def error(self, message: str):
+        """A bad argument: one line, exit 2 (only before training; afterwards it is a failure)."""
+        self.parser.error(message)
+
+    def config(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+                for k, v in vars(self.args).items()}
+
+    def __enter__(self):
+        self._check_out()
+        self._plan_resume()
+        if not self.args.no_compile_cache:
+            import jax
+
+            path = cache_dir() / "jax_compilation_cache"
+            path.mkdir(parents=True, exist_ok=True)
+            jax.config.update("jax_compilation_cache_dir", str(path))
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+        if self.args.debug_nans:
+            import jax
+
+            jax.config.update("jax_debug_nans", True)
+        self._install_signals()
+        return self
+
+    def _check_out(self):
+        out = self.out
+        if out.exists() and not out.is_dir():
+            self.error(f"--out {out} is a file, not a folder")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=out):
+                pass
+        except OSError as err:
+            self.error(f"--out {out} is not a writable folder ({err.strerror or err})")
+
+    def _previous_status(self):
+        results = self.out / "results.json"
+        if results.exists():
+            import json
+
+            try:
+                return json.loads(results.read_text()).get("status", "unknown")
+            except (ValueError, OSError, AttributeError):
+                return "unreadable"
+        return "unknown" if self.ckpt_dir.exists() else None
+
+    def _plan_resume(self):
+        previous = self._previous_status()
+        run_file = self.ckpt_dir / "run.json"
+        if self.args.resume and self.args.overwrite:
+            self.error("--resume and --overwrite exclude each other")
+        if self.args.resume:
+            if not run_file.exists():
+                self.progress.say(f"--resume: no checkpoint in {self.out}; starting from scratch")
+                return
+            import json
+
+            saved = json.loads(run_file.read_text())
+            if saved.get("experiment") != self.experiment:
+                self.error(f"--resume: {self.out} holds a run of {saved.get('experiment')!r}, not {self.experiment!r}")
+            mine, theirs = self.config(), saved.get("config", {})
+            diff = [k for k in sorted(set(mine) | set(theirs)) if k not in RESUME_FREE and mine.get(k) != theirs.get(k)]
+            if diff:
+                shown = "; ".join(f"--{k.replace('_', '-')}: checkpoint {theirs.get(k)!r}, now {mine.get(k)!r}"
+                                  for k in diff)
+                self.error(f"--resume: the checkpoint in {self.out} was made with other arguments ({shown}); "
+                           f"rerun with the same arguments, or use --overwrite / another --out")
+            for path in sorted(self.ckpt_dir.glob("*.msgpack")):
+                try:
+                    read_checkpoint(path)
+                except CheckpointError as err:
+                    self.error(f"{err}; delete it to retrain that part, or start over with --overwrite")
+            self.resuming = True
+        elif previous not in (None, "completed") and not self.args.overwrite:
+            self.error(f"--out {self.out} holds an unfinished run (status: {previous}); continue it with --resume, "
+                       f"replace it with --overwrite, or choose another --out")
+
+    def load_images(self):
+        """Fashion-MNIST, or -- only when ``--dataset`` was not given -- the digits with a loud warning."""
+        self.ds = load_images(self.args, self.progress)
+        if self.ds.meta.get("sha256_verified") is False:
+            print(f"WARNING: the IDX files in {self.ds.source[4:]} are not the registered Fashion-MNIST (their "
+                  f"SHA-256s differ, or they are not gzipped); results name them '{self.ds.name}'",
+                  file=sys.stderr, flush=True)
+        return self.ds
+
+    def images(self, ds, *, flatten: bool, image_size=None, train_size=None):
+        """Float training arrays from ``ds`` (``train_size`` or ``--train-size`` applied), checked against
+        ``--batch-size``."""
+        n_available = len(ds.x_train)
+        train_size = train_size or getattr(self.args, "train_size", None)
+        if train_size is not None and train_size > n_available:
+            self.error(f"--train-size {train_size} exceeds the {n_available} training examples of {ds.name}")
+        data = prepare_images(ds, flatten=flatten, train_size=train_size, image_size=image_size)
+        self.set_dataset({**ds.summary(), "n_train": len(data[0]), "n_train_available": n_available,
+                          **({"resized_to": list(image_size)} if image_size else {})}, n_train=len(data[0]))
+        return data
+
+    def set_dataset(self, summary: dict, *, n_train: int):
+        """Record the data actually used; refuse a ``--batch-size`` larger than the training set."""
+        if self.args.batch_size > n_train:
+            self.error(f"--batch-size {self.args.batch_size} exceeds the {n_train} training examples")
+        self.dataset = summary
+
+    def epochs(self) -> int:
+        return resolve_epochs(self.args, self.ds, self.dataset["n_train"])
+
+    # ---- training ------------------------------------------------------------------------------------
+    def _begin(self):
+        """First training call, arguments checked: from here on, results.json describes this run."""
+        if self.training:
+            return
+        if not self.resuming and self.ckpt_dir.exists():
+            shutil.rmtree(self.ckpt_dir)
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self._writer = CheckpointWriter()
+        if not self.resuming:
+            write_json_atomic(self.ckpt_dir / "run.json", {"experiment": self.experiment, "config": self.config()})
+        self.training = True
+        self._write("running")
+
+    def fit(self, name: str, model, optimizer, data, *, epochs: int, key=None, progress_every: int = 1, **kwargs):
+        """``regjax.train.fit`` with this run's seed, progress, per-epoch checkpoint and resume."""
         import jax
 
-        path = cache_dir() / "jax_compilation_cache"
-        path.mkdir(parents=True, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", str(path))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    return Progress(quiet=args.quiet)
+        from regjax.train import Diverged, History, fit, init_state
+
+        key = jax.random.key(self.args.seed) if key is None else key
+        path = self.ckpt_dir / f"{_slug(name)}.msgpack"
+        state, start, history = None, 0, History()
+        if self.resuming and path.exists():
+            ckpt = load_checkpoint(path, init_state(model, optimizer, jax.random.split(key)[0]))
+            state, start, history = ckpt.state, ckpt.epoch, History.from_dict(ckpt.history)
+            if start > epochs:
+                raise ValueError(f"--epochs {epochs}: the checkpoint of {name!r} already has {start} epochs")
+            self.progress.say(f"[{name}] resuming after epoch {start}/{epochs} ({path})")
+        self.histories[name] = history
+        on_epoch = self.progress.callback(name, epochs, initial=start)
+        if on_epoch is not None and progress_every > 1:
+            on_epoch = _every(on_epoch, progress_every, epochs)
+
+        def after_epoch(epoch, state, history):
+            self._writer.save(path, state, epoch=epoch + 1, history=history.to_dict(),
+                              meta={"experiment": self.experiment, "variant": name})
+
+        try:
+            return fit(model, optimizer, data, epochs=epochs, batch_size=self.args.batch_size, key=key,
+                       on_start=self._begin, on_epoch=on_epoch, after_epoch=after_epoch, state=state,
+                       start_epoch=start, history=history, **kwargs)
+        except Diverged as err:
+            err.variant = name
+            raise
+
+    def say(self, message: str):
+        self.progress.say(message)
+
+    # ---- after training ------------------------------------------------------------------------------
+    def finish(self, payload: dict):
+        """The run completed: write ``results.json`` (status ``completed``) with ``payload``."""
+        self._begin()  # a run with nothing to train still describes itself
+        path = self._write("completed", payload)
+        self.say(f"results: {path}")
+        return path
+
+    def _write(self, status: str, payload: dict | None = None, exit_code: int | None = None):
+        """results.json; a final status first waits until every checkpoint handed over is on disk."""
+        if status != "running" and self._writer is not None:
+            self._writer.flush()
+        self.status = status
+        histories = {k: h.to_dict() for k, h in self.histories.items()}
+        result = {
+            "experiment": self.experiment, "status": status,
+            **({} if exit_code is None else {"exit_code": exit_code}),
+            "config": self.config(), "environment": environment(), "dataset": self.dataset,
+            "resumed": self.resuming, "epochs_completed": {k: h.epochs for k, h in self.histories.items()},
+            "history": histories, **(payload or {}),
+            "started_at": self._started_at, "updated_at": _now(),
+            "wall_time_s": time.perf_counter() - self._started,
+        }
+        return write_json_atomic(self.out / "results.json", result)
+
+    def __exit__(self, exc_type, exc, tb):
+        self._restore_signals()
+        if exc_type is None:
+            if getattr(self, "status", None) != "completed":
+                self.finish({})
+            return False
+        if isinstance(exc, SystemExit):
+            return False
+        from regjax.train import Diverged
+
+        if isinstance(exc, (KeyboardInterrupt, Terminated)):
+            code = 130 if isinstance(exc, KeyboardInterrupt) else 143
+            with _signals_ignored():
+                path = self._write("interrupted", exit_code=code) if self.training else None
+            done = ", ".join(f"{k}: {h.epochs} epochs" for k, h in self.histories.items()) or "nothing trained"
+            print(f"\ninterrupted ({'SIGINT' if code == 130 else 'SIGTERM'}); completed: {done}."
+                  + (f"\nresults: {path}\ncontinue with the same command and --resume" if path else ""),
+                  file=sys.stderr, flush=True)
+            raise SystemExit(code) from None
+        if isinstance(exc, Diverged):
+            where = {"variant": getattr(exc, "variant", None), "epoch": exc.epoch + 1, "step": exc.step}
+            with _signals_ignored():
+                path = self._write("diverged", {"diverged": where}, exit_code=3)
+            print(f"error: [{where['variant']}] {exc}\nresults: {path} (status: diverged)", file=sys.stderr,
+                  flush=True)
+            raise SystemExit(3) from None
+        if not self.training and isinstance(exc, (ValueError, CheckpointError)):
+            self.error(str(exc))
+        if self.training:
+            with _signals_ignored():
+                self._write("failed", {"error": f"{type(exc).__name__}: {exc}"}, exit_code=1)
+        return False
+
+    # ---- signals -------------------------------------------------------------------------------------
+    def _install_signals(self):
+        def terminate(signum, frame):
+            raise Terminated()
+
+        try:
+            self._signals = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+                             signal.SIGTERM: signal.signal(signal.SIGTERM, terminate)}
+        except ValueError:  # not the main thread: leave signals alone
+            self._signals = {}
+
+    def _restore_signals(self):
+        for sig, handler in self._signals.items():
+            signal.signal(sig, handler)
+        self._signals = {}
+
+
+class _signals_ignored:
+    """Let the final results.json write finish even if the user presses Ctrl-C again."""
+
+    def __enter__(self):
+        try:
+            self.saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:
+            self.saved = {}
+
+    def __exit__(self, *exc):
+        for s, h in self.saved.items():
+            signal.signal(s, h)
+        return False
+
+
+def _every(callback, n, epochs):
+    """Forward every n-th epoch (and the last) to the progress callback: 400 lines would drown the result."""
+
+    def on_epoch(epoch, row):
+        if (epoch + 1) % n == 0 or epoch + 1 == epochs:
+            callback(epoch, row)
+
+    return on_epoch
 
 
 def load_images(args, progress: Progress):
@@ -122,12 +451,9 @@ def prepare_images(ds, *, flatten: bool, train_size=None, image_size=None):
     return out[0], np.asarray(y_train, np.int32), out[1], np.asarray(ds.y_test, np.int32)
 
 
-def save_results(args, experiment: str, payload: dict, progress: Progress, started: float) -> Path:
-    """Write ``<out>/results.json`` atomically with config, versions, device and wall time."""
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    result = {"experiment": experiment, "config": config, "environment": environment(), **payload,
-              "wall_time_s": time.perf_counter() - started}
-    path = write_json_atomic(Path(args.out) / "results.json", result)
-    progress.say(f"results: {path}")
-    return path
+def sgd_route(args):
+    """``(optimizer, hparams)`` for plain SGD at ``--lr``: the from-scratch ``sgd_step`` for ``--impl scratch``,
+    else ``regjax.optim.sgd`` (optax, lr injectable). Both take ``hparams['lr']``."""
+    from regjax.optim import sgd
 
+    return (None if args.impl == "scratch" else sgd(args.lr)), {"lr": args.lr}

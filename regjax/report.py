@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["Progress", "epoch_line", "environment", "write_json_atomic", "plot_histories", "plot_series"]
+__all__ = ["Progress", "epoch_line", "environment", "write_bytes_atomic", "write_json_atomic", "plot_histories", "plot_series"]
 
 
 def epoch_line(name: str, epoch: int, epochs: int, row: dict) -> str:
@@ -35,12 +35,15 @@ class Progress:
         self.stream = stream or sys.stdout
         self.use_bar = (not quiet) and hasattr(self.stream, "isatty") and self.stream.isatty()
 
-    def callback(self, name: str, epochs: int):
+    def callback(self, name: str, epochs: int, initial: int = 0):
+        """``on_epoch`` for ``fit``; ``initial`` epochs are already done (a resumed run)."""
+        if self.quiet:
+            return None
         bar = None
         if self.use_bar:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=epochs, desc=name, unit="epoch", leave=False, file=self.stream)
+            bar = tqdm(total=epochs, initial=initial, desc=name, unit="epoch", leave=False, file=self.stream)
 
         def on_epoch(epoch: int, row: dict):
             if bar is not None:
@@ -48,8 +51,7 @@ class Progress:
                 bar.update(1)
                 if epoch + 1 == epochs:
                     bar.close()
-            if not self.quiet:
-                print(epoch_line(name, epoch, epochs, row), file=self.stream, flush=True)
+            print(epoch_line(name, epoch, epochs, row), file=self.stream, flush=True)
 
         return on_epoch
 
@@ -89,23 +91,37 @@ def _clean(obj):
     return obj
 
 
-def write_json_atomic(path, obj) -> Path:
-    """Write JSON to a temp file in the same folder, fsync, then rename: readers never see half a file."""
+def write_bytes_atomic(path, data: bytes) -> Path:
+    """Write ``data`` to a temp file in the same folder, fsync, then rename over ``path``: readers (and a run
+    interrupted mid-write) never see half a file. The file gets the usual permissions (0666 less the umask,
+    like the plots), not ``mkstemp``'s private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_clean(obj), f, indent=2, allow_nan=False)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json_atomic(path, obj) -> Path:
+    """Strict JSON (NaN/inf become null), written atomically with ``write_bytes_atomic``."""
+    text = json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n"
+    return write_bytes_atomic(path, text.encode())
 
 
 def _pyplot():

@@ -154,3 +154,34 @@ def test_tfds_route_with_mock_data(tmp_path):
     again = load_fashion_mnist(cache=tmp_path / "cache", download=False)
     assert again.source.startswith("cache:")
     np.testing.assert_array_equal(again.x_train, ds.x_train)
+
+
+def test_data_dir_files_are_named_by_their_checksums(tmp_path, monkeypatch):
+    import hashlib
+
+    arrays = _fake_fashion()
+    _write_set(tmp_path / "gz", arrays, gz=True)
+    _write_set(tmp_path / "raw", arrays, gz=False)
+    # files that are not the registered Fashion-MNIST are not called fashion_mnist
+    ds = load_fashion_mnist(tmp_path / "gz", cache=tmp_path / "cache")
+    assert ds.name == "idx" and ds.meta["sha256_verified"] is False and ds.summary()["sha256_verified"] is False
+    # files whose SHA-256s are the registered ones are (here the registry is pointed at our files)
+    registered = {f"{stem}.gz": ("url", 0, hashlib.sha256((tmp_path / "gz" / f"{stem}.gz").read_bytes()).hexdigest())
+                  for stem in fm.FILES.values()}
+    monkeypatch.setattr(fm, "_registered_checksums", lambda: registered)
+    ds = load_fashion_mnist(tmp_path / "gz", cache=tmp_path / "cache")
+    assert ds.name == "fashion_mnist" and ds.meta["sha256_verified"] is True
+    # raw files cannot be checked (TFDS registers the .gz only): unverified
+    assert load_fashion_mnist(tmp_path / "raw", cache=tmp_path / "cache").name == "idx"
+
+
+def test_dataset_refuses_labels_outside_its_classes():
+    from regjax.data.dataset import Dataset
+
+    x = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="train label 3 is outside \\[0, 3\\)"):
+        Dataset("d", x, np.array([0, 1, 3]), x, np.array([0, 1, 2]), class_names=("a", "b", "c"))
+    with pytest.raises(ValueError, match="test label -1"):
+        Dataset("d", x, np.array([0, 1, 2]), x, np.array([0, -1, 2]), class_names=("a", "b", "c"))
+    with pytest.raises(ValueError, match="3 train inputs but 2 train labels"):
+        Dataset("d", x, np.array([0, 1]), x, np.array([0, 1, 2]))

@@ -120,3 +120,169 @@ def test_write_json_atomic_never_leaves_half_a_file(tmp_path):
         write_json_atomic(path, {"bad": object()})
     assert json.loads(path.read_text())["a"] == 1  # the old file survives a failed write
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # and no temp file is left behind
+
+
+# ---- engine part 2: continue, reuse, every hparam honoured or refused, labels, divergence ------------------
+
+from regjax.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from regjax.optim import decayed_sgd, sgd  # noqa: E402
+from regjax.train import Diverged, History  # noqa: E402
+
+
+def _leaves_equal(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+@pytest.mark.parametrize("route", ["scratch", "optax momentum", "flax lenet-bn"])
+def test_continuing_through_a_checkpoint_is_bit_identical(digits, route, tmp_path):
+    if route == "flax lenet-bn":
+        x = jax.image.resize(jnp.asarray(digits[0][:192].reshape(-1, 8, 8, 1)), (192, 28, 28, 1), "bilinear")
+        data = (x, digits[1][:192], x[:64], digits[1][:64])
+        model, opt, hp = lenet_bn_model("flax"), sgd(0.5), {}
+    else:
+        data = digits
+        model = mlp_model("scratch", 64, (32, 32), 10)
+        opt, hp = (None, {"lr": 0.3}) if route == "scratch" else (decayed_sgd(0.2, 1e-3, momentum=0.9), {})
+    common = dict(batch_size=64, key=jax.random.key(0), hparams=hp)
+    full, h_full = fit(model, opt, data, epochs=4, **common)
+    path = tmp_path / "ckpt.msgpack"
+    fit(model, opt, data, epochs=2, **common,
+        after_epoch=lambda e, s, h: save_checkpoint(path, s, epoch=e + 1, history=h.to_dict()))
+    ckpt = load_checkpoint(path, init_state(model, opt, jax.random.key(99)))  # the target only gives structure
+    assert ckpt.epoch == 2
+    cont, h_cont = fit(model, opt, data, epochs=4, **common, state=ckpt.state, start_epoch=2,
+                       history=History.from_dict(ckpt.history))
+    assert _leaves_equal(full.params, cont.params) and _leaves_equal(full.opt_state, cont.opt_state)
+    assert _leaves_equal(full.model_state, cont.model_state) and int(full.step) == int(cont.step)
+    assert h_full.test_loss == h_cont.test_loss and h_full.train_loss == h_cont.train_loss
+    assert h_cont.status == "completed" and h_cont.epochs == 4
+
+
+def test_compiled_epoch_is_reused_across_fit_calls(digits):
+    model = mlp_model("scratch", 64, (16,), 10, (0.1,))
+    _, first = fit(model, None, digits, epochs=1, batch_size=64, key=jax.random.key(0), hparams={"lr": 0.1})
+    _, second = fit(model, None, digits, epochs=1, batch_size=64, key=jax.random.key(1), hparams={"lr": 0.2})
+    assert first.compile_time_s > 0 and second.compile_time_s == 0.0
+
+
+def test_checkpoint_of_another_model_or_corrupt_file_is_refused(digits, tmp_path):
+    model = mlp_model("scratch", 64, (32,), 10, (0.1,))
+    state = init_state(model, None, jax.random.key(0))
+    path = tmp_path / "c.msgpack"
+    save_checkpoint(path, state, epoch=1, history={})
+    other = mlp_model("scratch", 64, (16,), 10, (0.1,))
+    with pytest.raises(CheckpointError, match=r"\.params\['dense0'\]\['bias'\] is float32\[32\], .* needs float32\[16\]"):
+        load_checkpoint(path, init_state(other, None, jax.random.key(0)))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(path, state)
+
+
+def test_optax_lr_in_hparams_takes_effect(digits):
+    model = mlp_model("flax", 64, (32,), 10, (0.0,))
+    run = lambda opt, hp: fit(model, opt, digits, epochs=2, batch_size=64, key=jax.random.key(0), hparams=hp)[0]
+    injected = run(sgd(0.01), {"lr": 0.3})
+    assert _leaves_equal(injected.params, run(sgd(0.3), {}).params)
+    assert not _leaves_equal(injected.params, run(sgd(0.01), {}).params)
+
+
+def test_optax_weight_decay_in_hparams_takes_effect():
+    x = jax.random.normal(jax.random.key(0), (40, 5))
+    y = x @ jnp.arange(1.0, 6.0)
+    data = (x, y, x, y)
+    run = lambda opt, hp: fit(scratch_linreg(5), opt, data, epochs=3, batch_size=8, key=jax.random.key(0),
+                              hparams=hp, loss="squared")[0]
+    assert _leaves_equal(run(decayed_sgd(0.05, 0.0), {"weight_decay": 2.0}).params,
+                         run(decayed_sgd(0.05, 2.0), {}).params)
+
+
+HPARAM_ERRORS = {
+    "typo key": ("scratch", None, {"lr": 0.1, "learning_rate": 0.1}, r"unknown hparams key 'learning_rate'; allowed here: \['lam', 'lr', 'rates'\]"),
+    "lr to a plain optax optimizer": ("scratch", optax.sgd(0.1), {"lr": 100.0}, "exposes no injectable 'learning_rate'"),
+    "rates to a flax model": ("flax", optax.sgd(0.1), {"rates": (0.5,)}, "dropout rates are static"),
+    "weight_decay to scratch sgd": ("scratch", None, {"lr": 0.1, "weight_decay": 1.0}, "use 'lam'"),
+    "negative lam": ("scratch", None, {"lr": 0.1, "lam": -1.0}, r"hparams\['lam'\] must be in \[0.0, inf\)"),
+    "negative lr": ("scratch", None, {"lr": -0.1}, r"hparams\['lr'\] must be in \(0.0, inf\)"),
+    "nan lr": ("flax", sgd(0.1), {"lr": float("nan")}, r"hparams\['lr'\] must be in"),
+    "rate above 1": ("scratch", None, {"lr": 0.1, "rates": (1.5,)}, r"hparams\['rates'\] must be in \[0.0, 1.0\]"),
+    "one bad lam of a sweep": ("scratch", None, {"lr": 0.1, "lam": np.array([0.0, -2.0])}, "lam"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HPARAM_ERRORS))
+def test_fit_refuses_hparams_it_would_ignore_or_that_are_out_of_range(digits, case):
+    impl, opt, hp, message = HPARAM_ERRORS[case]
+    model = mlp_model(impl, 64, (16,), 10, (0.1,))
+    with pytest.raises(ValueError, match=message):
+        fit(model, opt, digits, epochs=1, batch_size=64, key=jax.random.key(0), hparams=hp)
+
+
+@pytest.mark.parametrize("labels, message", [(10, "label 10; labels must be in \\[0, 10\\)"),
+                                             (-1, "label -1; labels must be in \\[0, 10\\)")])
+def test_fit_refuses_out_of_range_labels(digits, labels, message):
+    y = np.array(digits[1])
+    y[3] = labels
+    model = mlp_model("scratch", 64, (16,), 10, (0.1,))
+    with pytest.raises(ValueError, match="y_train holds " + message):
+        fit(model, None, (digits[0], y, digits[2], digits[3]), epochs=1, batch_size=64, key=jax.random.key(0),
+            hparams={"lr": 0.1})
+
+
+def test_fit_refuses_bad_data_and_counts(digits):
+    model = mlp_model("scratch", 64, (16,), 10, (0.1,))
+    ok = dict(epochs=1, batch_size=64, key=jax.random.key(0), hparams={"lr": 0.1})
+    with pytest.raises(ValueError, match="the test set is empty"):
+        fit(model, None, (digits[0], digits[1], digits[2][:0], digits[3][:0]), **ok)
+    with pytest.raises(ValueError, match="integer class labels"):
+        fit(model, None, (digits[0], digits[1].astype(np.float32), digits[2], digits[3]), **ok)
+    with pytest.raises(ValueError, match="the training set has 1347 inputs"):
+        fit(model, None, (digits[0], digits[1][:10], digits[2], digits[3]), **ok)
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        fit(model, None, digits, **{**ok, "epochs": 1.5})
+    with pytest.raises(ValueError, match="task must be given with a custom loss"):
+        fit(model, None, digits, **ok, loss=lambda o, y: o)
+    _, h = fit(model, None, digits, **{**ok, "epochs": np.int64(1), "batch_size": np.int32(64)})
+    assert h.epochs == 1  # numpy integers are valid counts
+
+
+def test_regression_metrics_follow_the_task_not_the_loss_object():
+    x = jax.random.normal(jax.random.key(0), (40, 3))
+    y = x @ jnp.arange(1.0, 4.0)
+    _, h = fit(scratch_linreg(3), None, (x, y, x, y), epochs=2, batch_size=8, key=jax.random.key(0),
+               hparams={"lr": 0.05}, loss="l1")
+    assert h.train_accuracy == [None, None] and h.test_loss[-1] < h.test_loss[0]
+
+
+def test_divergence_stops_the_run_and_names_epoch_and_step(digits):
+    model = mlp_model("scratch", 64, (16,), 10, (0.0,))
+    seen = []
+    with pytest.raises(Diverged, match="epoch 1 \\(first at global step") as err:
+        fit(model, None, digits, epochs=5, batch_size=64, key=jax.random.key(0), hparams={"lr": 1e30},
+            after_epoch=lambda *a: seen.append(a))
+    assert err.value.epoch == 0 and 0 <= err.value.step < 22
+    assert err.value.history.status == "diverged" and err.value.history.epochs == 1
+    assert seen == []  # a non-finite state is never checkpointed
+
+
+def test_sgd_step_checks_a_concrete_lr():
+    params = {"w": jnp.ones(3)}
+    with pytest.raises(ValueError, match="lr must be in"):
+        rj_sgd_step(params, params, -0.1)
+    with pytest.raises(ValueError, match="lr must be in"):
+        rj_sgd_step(params, params, float("inf"))
+
+
+def rj_sgd_step(*args):
+    from regjax import sgd_step
+
+    return sgd_step(*args)
+
+
+def test_models_layer_does_not_import_the_engine():
+    import subprocess
+    import sys
+
+    code = ("import sys, regjax.models, regjax.models.adapters, regjax.models.flax; "
+            "print('regjax.train' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr

@@ -12,6 +12,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from regjax._checks import as_count
 
 __all__ = ["Batches", "num_batches", "epoch_batches", "batch_mean"]
 
@@ -23,10 +26,10 @@ class Batches(NamedTuple):
 
 
 def num_batches(n: int, batch_size: int, drop_remainder: bool = False) -> int:
-    if not isinstance(n, int) or n < 1:
+    if isinstance(n, (int, np.integer)) and n < 1:
         raise ValueError(f"the data must hold at least one example, got n={n!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    n = as_count(n, "n")
+    batch_size = as_count(batch_size, "batch_size")
     if batch_size > n:
         raise ValueError(f"batch_size ({batch_size}) must be <= the number of examples ({n})")
     return n // batch_size if drop_remainder else -(-n // batch_size)

@@ -26,6 +26,16 @@ class Dataset:
     source: str = ""
     meta: dict = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self):
+        for split in ("train", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if len(x) != len(y):
+                raise ValueError(f"{self.name}: {len(x)} {split} inputs but {len(y)} {split} labels")
+            if self.class_names is not None and len(y):
+                if np.min(y) < 0 or np.max(y) >= len(self.class_names):
+                    bad = np.min(y) if np.min(y) < 0 else np.max(y)
+                    raise ValueError(f"{self.name}: {split} label {bad} is outside [0, {len(self.class_names)})")
+
     @property
     def num_classes(self) -> Optional[int]:
         return None if self.class_names is None else len(self.class_names)
@@ -38,4 +48,5 @@ class Dataset:
             "n_test": int(len(self.x_test)),
             "x_shape": list(self.x_train.shape[1:]),
             "num_classes": self.num_classes,
+            **({"sha256_verified": self.meta["sha256_verified"]} if "sha256_verified" in self.meta else {}),
         }

@@ -112,7 +112,18 @@ def _fingerprint(files: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def _from_data_dir(root: Path, cache: Path) -> tuple[dict, str]:
+def _verified(files: dict) -> bool:
+    """Whether all four files are the registered Fashion-MNIST: gzipped files whose SHA-256 equals the one
+    tensorflow-datasets registers. Raw (un-gzipped) files cannot be checked: TFDS registers the .gz only."""
+    checksums = _registered_checksums()
+    for path in files.values():
+        registered = checksums.get(path.name)
+        if registered is None or hashlib.sha256(path.read_bytes()).hexdigest() != registered[2]:
+            return False
+    return True
+
+
+def _from_data_dir(root: Path, cache: Path) -> tuple[dict, str, bool]:
     files = find_idx_files(root)
     if files is None:
         expected = ", ".join(f"{s}[.gz]" for s in FILES.values())
@@ -125,7 +136,7 @@ def _from_data_dir(root: Path, cache: Path) -> tuple[dict, str]:
     if arrays is None:
         arrays = _parse(files)
         _atomic_savez(cached, **arrays)
-    return arrays, f"idx:{files['x_train'].parent}"
+    return arrays, f"idx:{files['x_train'].parent}", _verified(files)
 
 
 def _from_tfds(tfds_data_dir) -> dict:
@@ -195,7 +206,9 @@ def load_fashion_mnist(data_dir=None, *, download: bool = True, cache=None, tfds
 
     Args:
       data_dir: folder with the IDX files (default ``$REGJAX_DATA_DIR``). When given, it is the only source
-        tried -- a wrong folder is an error, not a silent download.
+        tried -- a wrong folder is an error, not a silent download. Files that do not match the SHA-256s TFDS
+        registers for Fashion-MNIST (or raw files, which cannot be checked) load as a dataset named ``'idx'``
+        with ``meta['sha256_verified'] = False``.
       download: allow the network download when no local source has the data.
       cache: cache folder for parsed arrays and downloads (default ``$REGJAX_CACHE_DIR`` or
         ``~/.cache/regjax``); a second load reads one ``.npz``.
@@ -210,8 +223,8 @@ def load_fashion_mnist(data_dir=None, *, download: bool = True, cache=None, tfds
     cache = Path(cache) if cache is not None else cache_dir()
     data_dir = data_dir if data_dir is not None else os.environ.get("REGJAX_DATA_DIR") or None
     if data_dir is not None:
-        arrays, source = _from_data_dir(Path(data_dir).expanduser(), cache)
-        return _dataset(arrays, source)
+        arrays, source, verified = _from_data_dir(Path(data_dir).expanduser(), cache)
+        return _dataset(arrays, source, verified)
 
     npz = cache / "fashion_mnist.npz"
     arrays = _load_npz(npz) if npz.exists() else None
@@ -240,6 +253,8 @@ def load_fashion_mnist(data_dir=None, *, download: bool = True, cache=None, tfds
     return _dataset(arrays, source)
 
 
-def _dataset(arrays: dict, source: str) -> Dataset:
-    return Dataset("fashion_mnist", arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
-                   class_names=CLASS_NAMES, source=source)
+def _dataset(arrays: dict, source: str, verified: bool = True) -> Dataset:
+    """Files from ``data_dir`` that are not the registered Fashion-MNIST (other data, raw or re-compressed
+    files) are named ``'idx'``, not ``'fashion_mnist'``: results must not claim a dataset they did not use."""
+    return Dataset("fashion_mnist" if verified else "idx", arrays["x_train"], arrays["y_train"], arrays["x_test"],
+                   arrays["y_test"], class_names=CLASS_NAMES, source=source, meta={"sha256_verified": verified})

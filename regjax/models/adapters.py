@@ -1,8 +1,10 @@
-"""Bundle each model as ``regjax.train.Model(init, apply)`` so scratch and Flax versions share one engine.
+"""Bundle each model as ``regjax.base.Model(init, apply, hparams)`` so scratch and Flax versions share one engine.
 
 ``apply(params, model_state, x, *, key, train, hparams)`` -- scratch models read traced hyperparameters such as
-``hparams['rates']`` (dropout) so sweeps can vmap over them; Flax modules get the key as
-``rngs={'dropout': key}`` and BatchNorm statistics through ``mutable=['batch_stats']``.
+``hparams['rates']`` (dropout) so sweeps can vmap over them, and declare them in ``Model.hparams``; Flax modules
+get the key as ``rngs={'dropout': key}`` and BatchNorm statistics through ``mutable=['batch_stats']``. Their
+dropout rates are static module attributes, so a Flax ``Model`` declares no hparams and the engine refuses a
+``rates`` key for it instead of ignoring it.
 """
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ from typing import Sequence
 
 import jax
 
+from regjax.base import Model
 from regjax.models import from_flax_variables, scratch, to_flax_variables
 from regjax.models import flax as flax_models
-from regjax.train import Model
 
 __all__ = ["scratch_linreg", "scratch_softmax_regression", "scratch_mlp", "scratch_lenet_bn", "flax_model",
            "mlp_model", "lenet_bn_model", "softmax_regression_model"]
@@ -40,7 +42,8 @@ def scratch_mlp(num_inputs: int = 784, hidden: Sequence[int] = (256, 256), num_o
         r = (hparams or {}).get("rates", rates)
         return scratch.mlp(params, x, key=key, train=train, rates=r, activation=activation), ms
 
-    return Model(lambda key: (scratch.init_mlp(key, num_inputs, hidden, num_outputs, weight_init), {}), apply)
+    return Model(lambda key: (scratch.init_mlp(key, num_inputs, hidden, num_outputs, weight_init), {}), apply,
+                 hparams=("rates",))
 
 
 def scratch_lenet_bn(num_classes: int = 10, image_shape=(28, 28, 1), weight_init="xavier",

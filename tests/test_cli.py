@@ -1,0 +1,212 @@
+"""The experiment runner as a user meets it: bad arguments refused before training (one line, exit 2),
+divergence and interruption recorded with their exit codes, checkpoints and a bit-identical --resume."""
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from regjax.checkpoint import read_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+MLP = str(ROOT / "experiments" / "dropout_mlp.py")
+SMALL = ["--dataset", "digits", "--hidden", "32", "32", "--no-compile-cache"]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"exp_{name}", ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _offline_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("REGJAX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("REGJAX_DATA_DIR", raising=False)
+
+
+def _env(tmp_path):
+    return {"REGJAX_CACHE_DIR": str(tmp_path / "cache"), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+
+
+def _exit_code(capsys, argv, name="dropout_mlp"):
+    with pytest.raises(SystemExit) as exc:
+        _load(name).main(argv)
+    return exc.value.code, capsys.readouterr()
+
+
+# ---- refused before training: one line on stderr, exit 2, nothing trained ------------------------------------
+REFUSED = {
+    "batch_size_above_n": (["--batch-size", "5000"], "--batch-size 5000 exceeds the 1347 training examples"),
+    "rate_out_of_range": (["--rates", "1.5", "0.5"], "argument --rates: must be a probability in [0, 1], got 1.5"),
+    "negative_lr": (["--lr", "-1"], "argument --lr: must be a positive finite number"),
+    "nan_lr": (["--lr", "nan"], "argument --lr: must be a positive finite number"),
+    "train_size_above_n": (["--train-size", "5000"], "--train-size 5000 exceeds the 1347 training examples"),
+    "zero_epochs": (["--epochs", "0"], "argument --epochs: must be a positive integer"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_bad_argument_is_one_line_exit_2_before_training(case, tmp_path, capsys):
+    argv, message = REFUSED[case]
+    out = tmp_path / "out"
+    code, printed = _exit_code(capsys, SMALL + argv + ["--out", str(out)])
+    assert code == 2
+    assert printed.err.strip().count("\n") == 0 and message in printed.err, printed.err
+    assert not (out / "results.json").exists() and not (out / "checkpoints").exists()
+
+
+def test_out_naming_a_file_or_unwritable_place(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    code, printed = _exit_code(capsys, SMALL + ["--out", str(afile)])
+    assert code == 2 and "is a file, not a folder" in printed.err and afile.read_text() == "mine"
+    code, printed = _exit_code(capsys, SMALL + ["--out", str(afile / "sub")])
+    assert code == 2 and "not a writable folder" in printed.err
+
+
+def test_negative_lambda_is_refused(tmp_path, capsys):
+    code, printed = _exit_code(capsys, ["--lam", "-1", "--out", str(tmp_path)], "dropout_vs_decay")
+    assert code == 2 and "argument --lam: must be a finite number >= 0" in printed.err
+
+
+def test_divergence_exits_3_and_results_say_diverged(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, printed = _exit_code(capsys, SMALL + ["--lr", "1e30", "--epochs", "3", "--out", str(out)])
+    assert code == 3 and "diverged" in printed.err and "epoch 1" in printed.err
+    result = json.loads((out / "results.json").read_text())
+    assert result["status"] == "diverged" and result["exit_code"] == 3
+    assert result["diverged"]["variant"] == "dropout" and result["diverged"]["epoch"] == 1
+    assert result["epochs_completed"]["dropout"] == 1  # the diverged epoch is recorded, then the run stops
+    # an unfinished run is not silently replaced
+    code, printed = _exit_code(capsys, SMALL + ["--epochs", "3", "--out", str(out)])
+    assert code == 2 and "unfinished run (status: diverged)" in printed.err and "--resume" in printed.err
+
+
+def test_results_are_readable_and_a_completed_run_is_replaced(tmp_path, capsys):
+    out = tmp_path / "out"
+    _load("dropout_mlp").main(SMALL + ["--epochs", "1", "--out", str(out), "--quiet"])
+    path = out / "results.json"
+    first = json.loads(path.read_text())
+    assert first["status"] == "completed" and first["dataset"]["n_train"] == 1347
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # not mkstemp's 0600
+    _load("dropout_mlp").main(SMALL + ["--epochs", "2", "--train-size", "500", "--out", str(out), "--quiet"])
+    second = json.loads(path.read_text())
+    assert second["config"]["epochs"] == 2 and second["dataset"]["n_train"] == 500
+    assert second["dataset"]["n_train_available"] == 1347 and second["started_at"] >= first["started_at"]
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_resume_refuses_other_arguments_and_corrupt_checkpoints(tmp_path, capsys):
+    out = tmp_path / "out"
+    _load("dropout_mlp").main(SMALL + ["--epochs", "1", "--out", str(out), "--quiet"])
+    code, printed = _exit_code(capsys, SMALL + ["--epochs", "1", "--lr", "0.1", "--out", str(out), "--resume"])
+    assert code == 2 and "--lr: checkpoint 0.5, now 0.1" in printed.err
+    (out / "checkpoints" / "dropout.msgpack").write_bytes(b"\x93garbage")
+    code, printed = _exit_code(capsys, SMALL + ["--epochs", "1", "--out", str(out), "--resume"])
+    assert code == 2 and "dropout.msgpack is corrupt" in printed.err
+
+
+def test_resume_of_a_finished_run_can_extend_it(tmp_path, capsys):
+    out = tmp_path / "out"
+    _load("weight_decay").main(["--epochs", "3", "--out", str(out), "--quiet", "--no-compile-cache"])
+    extended = _load("weight_decay").main(["--epochs", "5", "--out", str(out), "--quiet", "--resume",
+                                           "--no-compile-cache"])
+    straight = _load("weight_decay").main(["--epochs", "5", "--out", str(tmp_path / "b"), "--quiet",
+                                           "--no-compile-cache"])
+    assert extended == straight  # every float equal: 3 epochs + 2 resumed == 5 in one go
+    assert json.loads((out / "results.json").read_text())["resumed"] is True
+
+
+def _interrupt_after(cmd, env, sig, epoch_line):
+    """Start ``cmd``, read its output until ``epoch_line`` is printed, send ``sig``; return (rc, output)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if epoch_line in line:
+            proc.send_signal(sig)
+            break
+    rest, _ = proc.communicate(timeout=120)
+    return proc.returncode, "".join(lines) + rest
+
+
+def test_sigint_then_sigterm_then_resume_is_bit_identical_to_one_run(tmp_path):
+    env = _env(tmp_path)
+    base = [sys.executable, MLP, "--dataset", "digits", "--hidden", "64", "64", "--epochs", "100", "--compare"]
+    a, b = tmp_path / "interrupted", tmp_path / "straight"
+
+    rc, output = _interrupt_after(base + ["--out", str(a)], env, signal.SIGINT, "[dropout] epoch  3/100")
+    assert rc == 130, output
+    result = json.loads((a / "results.json").read_text())
+    done = result["epochs_completed"]["dropout"]
+    assert result["status"] == "interrupted" and result["exit_code"] == 130 and 3 <= done < 100
+    assert len(result["history"]["dropout"]["test_loss"]) == done and "--resume" in output
+
+    rc, output = _interrupt_after(base + ["--out", str(a), "--resume"], env, signal.SIGTERM,
+                                  "[no dropout] epoch  5/100")
+    assert rc == 143, output
+    # the checkpoint is the last epoch handed to the writer: the recorded one, or one before if the signal
+    # landed between recording an epoch and checkpointing it (that epoch is then recomputed, identically)
+    assert any(f"[dropout] resuming after epoch {e}/100" in output for e in (done, done - 1)), output
+    result = json.loads((a / "results.json").read_text())
+    assert result["status"] == "interrupted" and result["epochs_completed"]["dropout"] == 100
+
+    resumed = subprocess.run(base + ["--out", str(a), "--resume"], capture_output=True, text=True, env=env,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = subprocess.run(base + ["--out", str(b)], capture_output=True, text=True, env=env, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+    assert ra["status"] == rb["status"] == "completed"
+    assert ra["final"] == rb["final"]
+    for variant in ("dropout", "no dropout"):
+        for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+            assert ra["history"][variant][k] == rb["history"][variant][k], (variant, k)
+    for name in ("dropout.msgpack", "no_dropout.msgpack"):
+        sa, sb = (read_checkpoint(d / "checkpoints" / name) for d in (a, b))
+        assert sa["epoch"] == sb["epoch"] == 100
+        la, lb = _leaves(sa["state"]), _leaves(sb["state"])
+        assert len(la) == len(lb) > 0
+        for x, y in zip(la, lb):
+            assert np.array_equal(x, y)  # bit for bit: params, BN/optimizer state, step, key
+
+
+def _leaves(tree):
+    if isinstance(tree, dict):
+        return [leaf for k in sorted(tree) for leaf in _leaves(tree[k])]
+    return [np.asarray(tree)]
+
+
+def test_idx_files_that_are_not_fashion_mnist_are_named_as_such(tmp_path, capsys):
+    from regjax.data import write_idx
+    from regjax.data import fashion_mnist as fm
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    sizes = {"x_train": (300, 28, 28), "y_train": (300,), "x_test": (50, 28, 28), "y_test": (50,)}
+    for key, stem in fm.FILES.items():
+        high = 256 if key.startswith("x") else 10
+        write_idx(folder / f"{stem}.gz", rng.integers(0, high, sizes[key], dtype=np.uint8))
+    out = tmp_path / "out"
+    _load("dropout_mlp").main(["--data-dir", str(folder), "--epochs", "1", "--hidden", "16", "16", "--out",
+                               str(out), "--no-compile-cache"])
+    err = capsys.readouterr().err
+    assert "not the registered Fashion-MNIST" in err and err.count("WARNING") == 1
+    result = json.loads((out / "results.json").read_text())
+    assert result["dataset"]["name"] == "idx" and result["dataset"]["sha256_verified"] is False
+    assert result["dataset"]["source"] == f"idx:{folder}"
