@@ -148,7 +148,7 @@ def test_sigint_then_sigterm_then_resume_is_bit_identical_to_one_run(tmp_path):
     base = [sys.executable, MLP, "--dataset", "digits", "--hidden", "64", "64", "--epochs", "100", "--compare"]
     a, b = tmp_path / "interrupted", tmp_path / "straight"
 
-    rc, output = _interrupt_after(base + ["--out", str(a)], env, signal.SIGINT, "[dropout] epoch  3/100")
+    rc, output = _interrupt_after(base + ["--out", str(a)], env, signal.SIGINT, "[dropout] epoch   3/100")
     assert rc == 130, output
     result = json.loads((a / "results.json").read_text())
     done = result["epochs_completed"]["dropout"]
@@ -156,7 +156,7 @@ def test_sigint_then_sigterm_then_resume_is_bit_identical_to_one_run(tmp_path):
     assert len(result["history"]["dropout"]["test_loss"]) == done and "--resume" in output
 
     rc, output = _interrupt_after(base + ["--out", str(a), "--resume"], env, signal.SIGTERM,
-                                  "[no dropout] epoch  5/100")
+                                  "[no dropout] epoch   5/100")
     assert rc == 143, output
     # the checkpoint is the last epoch handed to the writer: the recorded one, or one before if the signal
     # landed between recording an epoch and checkpointing it (that epoch is then recomputed, identically)
