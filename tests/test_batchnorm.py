@@ -1,7 +1,9 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 from flax import linen as nn
 from jax.test_util import check_grads
 
@@ -14,15 +16,19 @@ def _x(shape, key=0):
     return 3.0 * jax.random.normal(jax.random.key(key), shape) + 2.0
 
 
-@pytest.mark.parametrize("layout", SHAPES)
-def test_training_output_is_standardized_per_feature(layout, maybe_jit):
-    shape = SHAPES[layout]
-    x = _x(shape)
-    params, state = rj.batch_norm_init(shape[-1])
-    y, _ = maybe_jit(lambda x: rj.batch_norm(x, params, state, train=True))(x)
-    axes = tuple(range(len(shape) - 1))
-    np.testing.assert_allclose(jnp.mean(y, axes), 0.0, atol=1e-5)
-    np.testing.assert_allclose(jnp.var(y, axes), 1.0, atol=1e-3)  # eps=1e-5 against var≈9 shrinks it slightly
+class BatchNormEagerAndJitTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*SHAPES)
+    def test_training_output_is_standardized_per_feature(self, layout):
+        shape = SHAPES[layout]
+        x = _x(shape)
+        params, state = rj.batch_norm_init(shape[-1])
+        y, new_state = self.variant(lambda x: rj.batch_norm(x, params, state, train=True))(x)
+        chex.assert_shape(y, shape)
+        chex.assert_shape([new_state["mean"], new_state["var"]], (shape[-1],))
+        axes = tuple(range(len(shape) - 1))
+        np.testing.assert_allclose(jnp.mean(y, axes), 0.0, atol=1e-5)
+        np.testing.assert_allclose(jnp.var(y, axes), 1.0, atol=1e-3)  # eps=1e-5 against var≈9 shrinks it slightly
 
 
 @pytest.mark.parametrize("layout", SHAPES)
@@ -56,6 +62,8 @@ def test_equals_flax_batchnorm(layout, train):
     np.testing.assert_allclose(y, y_flax, rtol=1e-4, atol=1e-4)
     for k in ("mean", "var"):
         np.testing.assert_allclose(new_state[k], updates["batch_stats"][k], rtol=1e-5, atol=1e-6)
+    # same names, structure and shapes as Flax's batch_stats
+    chex.assert_trees_all_close(new_state, dict(updates["batch_stats"]), rtol=1e-5, atol=1e-6)
 
 
 def test_batch_of_one_is_finite_in_training():
@@ -94,5 +102,10 @@ def test_axis_name_averages_statistics_across_devices_like_one_big_batch():
         lambda xs: rj.batch_norm(xs, params, state, train=True, axis_name="batch"), axis_name="batch"
     )(x)
     y_full, s_full = rj.batch_norm(x.reshape(64, 3), params, state, train=True)
+    chex.assert_shape(y_sharded, (4, 16, 3))
     np.testing.assert_allclose(y_sharded.reshape(64, 3), y_full, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(s_sharded["var"][0], s_full["var"], rtol=1e-5)
+    # every "device" holds the same (global) statistics, equal to the one-big-batch ones
+    for shard in range(4):
+        chex.assert_trees_all_close(jax.tree_util.tree_map(lambda a: a[shard], s_sharded), s_full, rtol=1e-5,
+                                    atol=1e-6)

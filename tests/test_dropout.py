@@ -1,9 +1,11 @@
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 from jax.test_util import check_grads
 
 import regjax as rj
@@ -11,16 +13,30 @@ import regjax as rj
 KEY = jax.random.key(42)
 
 
-@pytest.mark.parametrize("rate", [0.1, 0.5, 0.8])
-def test_fraction_dropped_and_mean_preserved(rate, maybe_jit):
-    n = 200_000
-    x = jnp.ones((n,))
-    y = maybe_jit(lambda x: rj.dropout(x, rate, key=KEY, train=True))(x)
-    dropped = float(jnp.mean(y == 0))
-    sd = math.sqrt(rate * (1 - rate) / n)  # binomial standard error of the dropped fraction
-    assert abs(dropped - rate) < 6 * sd
-    # mean of y = (kept fraction) / (1 - rate); its standard error is sd / (1 - rate)
-    assert abs(float(jnp.mean(y)) - 1.0) < 6 * sd / (1 - rate)
+class DropoutEagerAndJitTest(chex.TestCase):
+    """Each test runs twice: its function eagerly and under ``jax.jit`` (``self.variant``)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(0.1, 0.5, 0.8)
+    def test_fraction_dropped_and_mean_preserved(self, rate):
+        n = 200_000
+        x = jnp.ones((n,))
+        y = self.variant(lambda x: rj.dropout(x, rate, key=KEY, train=True))(x)
+        chex.assert_shape(y, (n,))
+        dropped = float(jnp.mean(y == 0))
+        sd = math.sqrt(rate * (1 - rate) / n)  # binomial standard error of the dropped fraction
+        assert abs(dropped - rate) < 6 * sd
+        # mean of y = (kept fraction) / (1 - rate); its standard error is sd / (1 - rate)
+        assert abs(float(jnp.mean(y)) - 1.0) < 6 * sd / (1 - rate)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_rate_one_gives_zeros_and_finite_gradients(self):
+        x = jnp.arange(1.0, 7.0)
+        f = self.variant(lambda x, r: jnp.sum(rj.dropout(x, r, key=KEY)))
+        assert float(f(x, 1.0)) == 0.0
+        gx, gr = jax.grad(f, argnums=(0, 1))(x, 1.0)
+        assert np.all(np.isfinite(gx)) and np.isfinite(gr)
+        np.testing.assert_array_equal(gx, 0)
 
 
 def test_every_output_is_zero_or_scaled_input():
@@ -38,15 +54,6 @@ def test_eval_and_rate_zero_return_x_exactly():
     assert rj.dropout(x, 0.0, key=KEY) is x
     # A traced rate of 0 keeps everything too (no special-casing needed under jit).
     np.testing.assert_array_equal(jax.jit(lambda r: rj.dropout(x, r, key=KEY))(0.0), x)
-
-
-def test_rate_one_gives_zeros_and_finite_gradients(maybe_jit):
-    x = jnp.arange(1.0, 7.0)
-    f = maybe_jit(lambda x, r: jnp.sum(rj.dropout(x, r, key=KEY)))
-    assert float(f(x, 1.0)) == 0.0
-    gx, gr = jax.grad(f, argnums=(0, 1))(x, 1.0)
-    assert np.all(np.isfinite(gx)) and np.isfinite(gr)
-    np.testing.assert_array_equal(gx, 0)
 
 
 def test_different_keys_different_masks_and_same_key_same_mask():

@@ -1,3 +1,4 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,26 +9,29 @@ from jax.test_util import check_grads
 import regjax as rj
 
 
-def test_squared_loss_hand_computed_and_shape_rule(maybe_jit):
-    y_hat = jnp.array([[1.0], [2.0], [4.0]])
-    y = jnp.array([0.0, 2.0, 1.0])
-    out = maybe_jit(rj.squared_loss)(y_hat, y)
-    assert out.shape == (3,)  # n losses, never an (n, n) broadcast
-    np.testing.assert_allclose(out, [0.5, 0.0, 4.5])
-    np.testing.assert_allclose(rj.squared_loss(y_hat[:, 0], y), [0.5, 0.0, 4.5])
-    with pytest.raises(ValueError, match="shape"):
-        rj.squared_loss(y_hat, jnp.zeros(4))
-    with pytest.raises(ValueError, match="shape"):
-        rj.squared_loss(jnp.zeros((3, 2)), jnp.zeros((2, 3)))
+class LossesEagerAndJitTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_squared_loss_hand_computed_and_shape_rule(self):
+        y_hat = jnp.array([[1.0], [2.0], [4.0]])
+        y = jnp.array([0.0, 2.0, 1.0])
+        out = self.variant(rj.squared_loss)(y_hat, y)
+        chex.assert_shape(out, (3,))  # n losses, never an (n, n) broadcast
+        np.testing.assert_allclose(out, [0.5, 0.0, 4.5])
+        np.testing.assert_allclose(rj.squared_loss(y_hat[:, 0], y), [0.5, 0.0, 4.5])
+        with pytest.raises(ValueError, match="shape"):
+            rj.squared_loss(y_hat, jnp.zeros(4))
+        with pytest.raises(ValueError, match="shape"):
+            rj.squared_loss(jnp.zeros((3, 2)), jnp.zeros((2, 3)))
 
-
-def test_softmax_ce_equals_optax(maybe_jit):
-    logits = jax.random.normal(jax.random.key(0), (32, 10)) * 5
-    labels = jax.random.randint(jax.random.key(1), (32,), 0, 10)
-    ours = maybe_jit(rj.softmax_cross_entropy)(logits, labels)
-    ref = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(rj.naive_softmax_cross_entropy(logits, labels), ref, rtol=1e-4, atol=1e-5)
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_softmax_ce_equals_optax(self):
+        logits = jax.random.normal(jax.random.key(0), (32, 10)) * 5
+        labels = jax.random.randint(jax.random.key(1), (32,), 0, 10)
+        ours = self.variant(rj.softmax_cross_entropy)(logits, labels)
+        ref = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        chex.assert_shape(ours, (32,))
+        chex.assert_trees_all_close(ours, ref, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(rj.naive_softmax_cross_entropy(logits, labels), ref, rtol=1e-4, atol=1e-5)
 
 
 def test_stable_ce_finite_for_huge_logits_naive_overflows():

@@ -1,3 +1,4 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,14 +77,17 @@ def test_explicit_penalty_equals_decayed_sgd_trajectory_float64(x64, momentum):
     explicit = _run_penalty(params, x, y, data_loss, None if momentum is None else optax.sgd(LR, momentum))
     decayed = _run_optax(params, x, y, data_loss, rj.decayed_sgd(LR, LAM, momentum=momentum))
     assert _max_diff(explicit, decayed) < 1e-10
+    chex.assert_trees_all_close(explicit[-1], decayed[-1], rtol=0, atol=1e-10)  # same tree, not only leaves
     # ...and the bias was not decayed: with λ huge and no data gradient it would vanish otherwise.
     assert float(jnp.abs(decayed[-1]["dense0"]["bias"][0])) > 0.5
 
 
 def test_explicit_penalty_equals_decayed_sgd_float32():
     params, x, y, data_loss = _problem()
-    assert _max_diff(_run_penalty(params, x, y, data_loss), _run_optax(params, x, y, data_loss,
-                                                                      rj.decayed_sgd(LR, LAM))) < 1e-5
+    explicit = _run_penalty(params, x, y, data_loss)
+    decayed = _run_optax(params, x, y, data_loss, rj.decayed_sgd(LR, LAM))
+    assert _max_diff(explicit, decayed) < 1e-5
+    chex.assert_trees_all_close(explicit[-1], decayed[-1], rtol=0, atol=1e-5)
 
 
 def test_adam_l2_and_adamw_differ_clearly():

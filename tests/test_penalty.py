@@ -1,3 +1,4 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,9 +18,13 @@ def _params():
     }
 
 
-def test_l2_penalty_hand_computed_default_mask_weights_only(maybe_jit):
-    # ½ (1 + 4 + 9 + 16) + ½ · 12 = 15 + 6; biases and BN scale/bias excluded.
-    assert float(maybe_jit(rj.l2_penalty)(_params())) == pytest.approx(21.0)
+class PenaltyEagerAndJitTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_l2_penalty_hand_computed_default_mask_weights_only(self):
+        # ½ (1 + 4 + 9 + 16) + ½ · 12 = 15 + 6; biases and BN scale/bias excluded.
+        out = self.variant(rj.l2_penalty)(_params())
+        chex.assert_shape(out, ())
+        assert float(out) == pytest.approx(21.0)
 
 
 def test_weights_mask_selects_kernels():
@@ -53,6 +58,9 @@ def test_gradient_of_penalty_is_lam_w_on_weights_zero_elsewhere():
     np.testing.assert_allclose(g["conv0"]["kernel"], lam * p["conv0"]["kernel"], rtol=1e-6)
     for leaf in (g["dense0"]["bias"], g["bn0"]["scale"], g["bn0"]["bias"], g["conv0"]["bias"]):
         assert np.all(np.asarray(leaf) == 0)
+    # the whole gradient tree, structure and shapes included
+    expected = jax.tree_util.tree_map(lambda w, m: lam * w if m else jnp.zeros_like(w), p, rj.weights_mask(p))
+    chex.assert_trees_all_close(g, expected, rtol=1e-6)
 
 
 def test_check_grads_float64(x64):
