@@ -42,7 +42,8 @@ EXIT_CODES = {"completed": 0, "failed": 1, "usage": 2, "diverged": 3, "interrupt
               "interrupted (SIGTERM)": 143}
 # Arguments that may differ between a run and its --resume (they change where and how it reports, not what
 # it computes; --epochs may grow to continue a finished run).
-RESUME_FREE = {"out", "resume", "overwrite", "quiet", "no_compile_cache", "debug_nans", "epochs"}
+RESUME_FREE = {"out", "resume", "overwrite", "quiet", "no_compile_cache", "debug_nans", "epochs", "devices",
+               "coordinator", "num_processes", "process_id", "distributed"}
 
 
 class Terminated(BaseException):
@@ -89,7 +90,25 @@ def parser(description: str, *, epochs: int, lr: float, batch_size: int, out: st
                    help="turn on jax_debug_nans: stop at the first operation that produces a NaN (slow)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no per-epoch lines")
     p.add_argument("--no-compile-cache", action="store_true", help="disable JAX's persistent compilation cache")
+    scale = p.add_argument_group("scaling out (see README 'Scaling out')")
+    scale.add_argument("--devices", type=device_count, default=None,
+                       help="data-parallel over the first N devices, or 'all' (default: 1 device; all devices of "
+                            "all processes in a multi-process run); the batch size must be a multiple of N")
+    scale.add_argument("--distributed", action="store_true",
+                       help="multi-process run on a cluster JAX detects (SLURM, TPU pod, Open MPI, ...)")
+    scale.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                       help="multi-process run: address of process 0 (with --num-processes and --process-id)")
+    scale.add_argument("--num-processes", type=positive_int, default=None)
+    scale.add_argument("--process-id", type=_nonnegative_int, default=None)
     return p
+
+
+def device_count(text):
+    return "all" if text == "all" else _number(text, int, lambda v: v >= 1, "a positive integer or 'all'")
+
+
+def _nonnegative_int(text):
+    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
 
 
 def _number(text, kind, ok, what):
@@ -144,6 +163,8 @@ class Run:
         self._signals: dict = {}
         self.status: str | None = None
         self._writer: CheckpointWriter | None = None
+        self.mesh = None      # a regjax.parallel data mesh when training on several devices
+        self.primary = True   # process 0 of a multi-process run: the only one that writes
 
     # ---- before training -----------------------------------------------------------------------------
     def error(self, message: str):
@@ -155,6 +176,7 @@ class Run:
                 for k, v in vars(self.args).items()}
 
     def __enter__(self):
+        self._init_devices()
         self._check_out()
         self._plan_resume()
         if not self.args.no_compile_cache:
@@ -171,8 +193,46 @@ class Run:
         self._install_signals()
         return self
 
+    def _init_devices(self):
+        """Multi-process initialisation (before anything touches JAX's devices), then the data mesh."""
+        a = self.args
+        explicit = [a.coordinator, a.num_processes, a.process_id]
+        if any(v is not None for v in explicit) and not all(v is not None for v in explicit):
+            self.error("--coordinator, --num-processes and --process-id go together")
+        if a.distributed and a.coordinator:
+            self.error("--distributed detects the cluster itself: give it or --coordinator, not both")
+        if a.distributed or a.coordinator:
+            from regjax.parallel import initialize_distributed
+
+            if a.coordinator and a.process_id >= a.num_processes:
+                self.error(f"--process-id {a.process_id} must be < --num-processes {a.num_processes}")
+            initialize_distributed(a.coordinator, a.num_processes, a.process_id)
+        import jax
+
+        self.primary = jax.process_index() == 0
+        if not self.primary:  # the others train in lockstep but write and print nothing
+            self.progress = Progress(quiet=True)
+            self.out = Path(tempfile.mkdtemp(prefix=f"regjax-process{jax.process_index()}-"))
+        multi = jax.process_count() > 1
+        devices = a.devices if a.devices is not None else ("all" if multi else 1)
+        if multi and devices != "all":
+            self.error("a multi-process run trains on all devices of all processes: leave --devices out or say 'all'")
+        n_available = jax.device_count()
+        if devices != "all" and devices > n_available:
+            hint = (" (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N set before starting simulates N)"
+                    if jax.default_backend() == "cpu" else "")
+            self.error(f"--devices {devices}: only {n_available} {jax.default_backend()} device(s) available{hint}")
+        n = n_available if devices == "all" else devices
+        if n > 1 or multi:
+            from regjax.parallel import data_mesh
+
+            if self.args.batch_size % n:
+                self.error(f"--batch-size {self.args.batch_size} is not a multiple of the {n} devices")
+            self.mesh = data_mesh(n)
+        self.devices = n
+
     def _check_out(self):
-        out = self.out
+        out = Path(self.args.out)
         if out.exists() and not out.is_dir():
             self.error(f"--out {out} is a file, not a folder")
         try:
@@ -183,7 +243,7 @@ class Run:
             self.error(f"--out {out} is not a writable folder ({err.strerror or err})")
 
     def _previous_status(self):
-        results = self.out / "results.json"
+        results = Path(self.args.out) / "results.json"
         if results.exists():
             import json
 
@@ -259,13 +319,15 @@ class Run:
         """First training call, arguments checked: from here on, results.json describes this run."""
         if self.training:
             return
+        self.training = True
+        if not self.primary:
+            return
         if not self.resuming and self.ckpt_dir.exists():
             shutil.rmtree(self.ckpt_dir)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self._writer = CheckpointWriter()
         if not self.resuming:
             write_json_atomic(self.ckpt_dir / "run.json", {"experiment": self.experiment, "config": self.config()})
-        self.training = True
         self._write("running")
 
     def fit(self, name: str, model, optimizer, data, *, epochs: int, key=None, progress_every: int = 1, **kwargs):
@@ -289,13 +351,14 @@ class Run:
             on_epoch = _every(on_epoch, progress_every, epochs)
 
         def after_epoch(epoch, state, history):
-            self._writer.save(path, state, epoch=epoch + 1, history=history.to_dict(),
-                              meta={"experiment": self.experiment, "variant": name})
+            if self._writer is not None:  # process 0 only
+                self._writer.save(path, state, epoch=epoch + 1, history=history.to_dict(),
+                                  meta={"experiment": self.experiment, "variant": name})
 
         try:
             return fit(model, optimizer, data, epochs=epochs, batch_size=self.args.batch_size, key=key,
                        on_start=self._begin, on_epoch=on_epoch, after_epoch=after_epoch, state=state,
-                       start_epoch=start, history=history, **kwargs)
+                       start_epoch=start, history=history, mesh=self.mesh, **kwargs)
         except Diverged as err:
             err.variant = name
             raise
@@ -316,11 +379,14 @@ class Run:
         if status != "running" and self._writer is not None:
             self._writer.flush()
         self.status = status
+        if not self.primary:
+            return self.out / "results.json"
         histories = {k: h.to_dict() for k, h in self.histories.items()}
         result = {
             "experiment": self.experiment, "status": status,
             **({} if exit_code is None else {"exit_code": exit_code}),
             "config": self.config(), "environment": environment(), "dataset": self.dataset,
+            "devices": getattr(self, "devices", 1), "processes": _process_count(),
             "resumed": self.resuming, "epochs_completed": {k: h.epochs for k, h in self.histories.items()},
             "history": histories, **(payload or {}),
             "started_at": self._started_at, "updated_at": _now(),
@@ -376,6 +442,12 @@ class Run:
         for sig, handler in self._signals.items():
             signal.signal(sig, handler)
         self._signals = {}
+
+
+def _process_count() -> int:
+    import jax
+
+    return jax.process_count()
 
 
 class _signals_ignored:

@@ -35,12 +35,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from regjax._checks import as_count, check_in_range
 from regjax.base import TASKS, Model, TrainState
 from regjax.data.batching import epoch_batches, num_batches
 from regjax.losses import l1_loss, softmax_cross_entropy, squared_loss
 from regjax.optim import sgd_step
+from regjax.parallel import batch_sharding, replicate
 from regjax.penalty import l2_penalty
 
 __all__ = ["Model", "TrainState", "History", "Diverged", "LOSSES", "resolve_loss", "check_hparams", "make_step",
@@ -184,34 +186,50 @@ def make_step(model: Model, optimizer: Optional[optax.GradientTransformation], l
     return step
 
 
-def make_epoch(step, batch_size: int, *, drop_remainder: bool = False):
+def _split_batches(batches, mesh):
+    """On a mesh, give each device its slice of every global batch (GSPMD partitions the step accordingly)."""
+    if mesh is None:
+        return batches
+    return jax.lax.with_sharding_constraint(batches, batch_sharding(mesh))
+
+
+def _jit(fn, mesh, **kwargs):
+    """``jax.jit``; on a mesh every output (state, metrics) comes back replicated like the inputs."""
+    if mesh is not None:
+        kwargs["out_shardings"] = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(fn, **kwargs)
+
+
+def make_epoch(step, batch_size: int, *, drop_remainder: bool = False, mesh=None):
     """``epoch(state, x, y, data_key, hparams) -> (state, summed metrics)``: shuffle with ``data_key``, batch,
     and ``lax.scan`` the step over the batches -- no Python loop, no host round trip. ``state`` is donated.
     The metrics also carry ``first_nonfinite`` (index in the epoch of the first step whose loss is not finite;
-    0 when every step is finite) so a divergence can be named to the step at no extra cost."""
+    0 when every step is finite) so a divergence can be named to the step at no extra cost. With a ``mesh``
+    (``regjax.parallel.data_mesh``) each batch is split over its ``'data'`` axis: data parallelism."""
 
-    @partial(jax.jit, donate_argnums=(0,))
     def epoch(state, x, y, data_key, hparams):
-        batches = epoch_batches(data_key, x, y, batch_size, drop_remainder=drop_remainder)
+        batches = _split_batches(epoch_batches(data_key, x, y, batch_size, drop_remainder=drop_remainder), mesh)
         state, metrics = jax.lax.scan(lambda s, b: step(s, b, hparams), state, tuple(batches))
         totals = jax.tree_util.tree_map(jnp.sum, metrics)
         totals["first_nonfinite"] = jnp.argmin(jnp.isfinite(metrics["loss_sum"]))
         return state, totals
 
-    return epoch
+    return _jit(epoch, mesh, donate_argnums=(0,))
 
 
-def make_evaluate(model: Model, loss="cross_entropy", batch_size: int = 1024, *, task=None):
+def make_evaluate(model: Model, loss="cross_entropy", batch_size: int = 1024, *, task=None, mesh=None):
     """``evaluate(params, model_state, x, y, hparams) -> {'loss', 'accuracy'?}`` in eval mode (no dropout, BN
-    moving statistics), deterministic, in fixed-size batches under ``lax.map`` so memory stays flat."""
+    moving statistics), deterministic, in fixed-size batches under ``lax.map`` so memory stays flat (on a
+    ``mesh``, batches the device count divides are split over the devices)."""
     loss_fn, task = resolve_loss(loss, task)
     classify = task == "classification"
     batch_size = as_count(batch_size, "eval_batch_size")
 
-    @jax.jit
     def evaluate(params, model_state, x, y, hparams):
         bs = min(batch_size, x.shape[0])
         batches = epoch_batches(None, x, y, bs, shuffle=False)
+        if mesh is not None and bs % mesh.size == 0:
+            batches = _split_batches(batches, mesh)
 
         def one(batch):
             xb, yb, wb = batch
@@ -221,7 +239,7 @@ def make_evaluate(model: Model, loss="cross_entropy", batch_size: int = 1024, *,
         totals = jax.tree_util.tree_map(jnp.sum, jax.lax.map(one, tuple(batches)))
         return _summarise(totals)
 
-    return evaluate
+    return _jit(evaluate, mesh)
 
 
 def _summarise(totals):
@@ -281,12 +299,12 @@ def _maybe(v):
 
 
 @functools.lru_cache(maxsize=32)
-def _programs(model, optimizer, loss, task, penalty_mask, batch_size, drop_remainder, eval_batch_size):
+def _programs(model, optimizer, loss, task, penalty_mask, batch_size, drop_remainder, eval_batch_size, mesh):
     """The jitted epoch and evaluation for one configuration, kept so repeated ``fit`` calls (continuing a
     run, variants sharing a model) reuse them instead of tracing and compiling again."""
     epoch = make_epoch(make_step(model, optimizer, loss, task=task, penalty_mask=penalty_mask), batch_size,
-                       drop_remainder=drop_remainder)
-    return epoch, make_evaluate(model, loss, eval_batch_size, task=task), {}
+                       drop_remainder=drop_remainder, mesh=mesh)
+    return epoch, make_evaluate(model, loss, eval_batch_size, task=task, mesh=mesh), {}
 
 
 def _get_programs(*config):
@@ -342,7 +360,7 @@ def fit(model: Model, optimizer: Optional[optax.GradientTransformation], data, *
         key, hparams: Optional[dict] = None, loss="cross_entropy", task=None, penalty_mask=None,
         drop_remainder=False, eval_batch_size: int = 1024, on_epoch: Optional[Callable[[int, dict], None]] = None,
         after_epoch: Optional[Callable] = None, on_start: Optional[Callable[[], None]] = None,
-        state: Optional[TrainState] = None, start_epoch: int = 0, history: Optional[History] = None):
+        state: Optional[TrainState] = None, start_epoch: int = 0, history: Optional[History] = None, mesh=None):
     """Train until ``epochs`` epochs are done, evaluating after each; returns ``(state, History)``.
 
     ``data`` is ``(x_train, y_train, x_test, y_test)`` (moved to the device once). ``key`` seeds the
@@ -356,6 +374,10 @@ def fit(model: Model, optimizer: Optional[optax.GradientTransformation], data, *
     epoch (checkpointing). ``history`` (if given) is extended in place. Metrics follow ``task`` ('classification':
     loss and accuracy; 'regression': loss), known for named losses and required with a callable ``loss``.
 
+    ``mesh`` (``regjax.parallel.data_mesh(n)``): data parallelism over the mesh's devices -- the same step,
+    each global batch split over the devices, state replicated; ``batch_size`` must be a multiple of the
+    device count. Results equal the single-device ones to float tolerance (see ``regjax.parallel``).
+
     Raises ``ValueError`` for bad arguments before any training, and ``Diverged`` at the end of the first epoch
     whose training loss is not finite (``history.status == 'diverged'``).
     """
@@ -367,6 +389,10 @@ def fit(model: Model, optimizer: Optional[optax.GradientTransformation], data, *
     x_train, y_train, x_test, y_test = check_data(data, task)
     n = int(x_train.shape[0])
     num_batches(n, batch_size, drop_remainder)
+    if mesh is not None and batch_size % mesh.size:
+        raise ValueError(f"batch_size {batch_size} is not a multiple of the {mesh.size} devices: every device gets "
+                         f"an equal slice of each batch; use e.g. {batch_size - batch_size % mesh.size or mesh.size} "
+                         f"or {batch_size + mesh.size - batch_size % mesh.size}")
     model_key, data_key = jax.random.split(key)
     if state is None:
         if start_epoch:
@@ -389,18 +415,19 @@ def fit(model: Model, optimizer: Optional[optax.GradientTransformation], data, *
         return state, history
     history.status = "running"
     epoch_fn, evaluate, cache = _get_programs(model, optimizer, loss, task, penalty_mask, batch_size,
-                                              drop_remainder, eval_batch_size)
-    x_train, y_train, x_test, y_test = jax.device_put((x_train, y_train, x_test, y_test))
-    compiled, seconds = _compiled(epoch_fn, cache,
-                                  (state, x_train, y_train, jax.random.fold_in(data_key, 0), hparams))
+                                              drop_remainder, eval_batch_size, mesh)
+    place = jax.device_put if mesh is None else partial(replicate, mesh=mesh)
+    state, hparams, (x_train, y_train, x_test, y_test) = place((state, hparams, (x_train, y_train, x_test, y_test)))
+    epoch_key = lambda e: place(jax.random.fold_in(data_key, e))
+    compiled, seconds = _compiled(epoch_fn, cache, (state, x_train, y_train, epoch_key(start_epoch), hparams))
     history.compile_time_s += seconds
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         first_step = int(state.step)
-        state, totals = compiled(state, x_train, y_train, jax.random.fold_in(data_key, epoch), hparams)
-        totals = jax.block_until_ready(totals)
+        state, totals = compiled(state, x_train, y_train, epoch_key(epoch), hparams)
+        totals = jax.device_get(totals)  # waits for the epoch; host scalars from here on
         seconds = time.perf_counter() - t0
-        test = evaluate(state.params, state.model_state, x_test, y_test, hparams)
+        test = jax.device_get(evaluate(state.params, state.model_state, x_test, y_test, hparams))
         row = history.record(_summarise(totals), test, seconds, n)
         if on_epoch is not None:
             on_epoch(epoch, row)

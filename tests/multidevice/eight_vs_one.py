@@ -1,0 +1,72 @@
+"""Run with 8 virtual CPU devices (XLA_FLAGS set by the caller before jax is imported); prints one JSON line."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+import regjax as rj
+from regjax.data import flatten_images, load_digits
+from regjax.models.adapters import lenet_bn_model, mlp_model
+from regjax.optim import sgd
+from regjax.parallel import data_mesh
+from regjax.train import fit
+
+assert jax.device_count() == 8
+out = {"threefry_partitionable": bool(jax.config.jax_threefry_partitionable)}
+
+
+def max_diff(a, b):
+    return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+ds = load_digits()
+digits = (flatten_images(ds.x_train), ds.y_train.astype(np.int32), flatten_images(ds.x_test), ds.y_test.astype(np.int32))
+x = jax.image.resize(jnp.asarray(ds.x_train[:256, :, :, None]), (256, 28, 28, 1), "bilinear")
+lenet_data = (x, ds.y_train[:256].astype(np.int32), x[:64], ds.y_train[:64].astype(np.int32))
+cases = {
+    "mlp scratch": (mlp_model("scratch", 64, (64, 64), 10, (0.2, 0.5), "xavier"), None, {"lr": 0.3}, digits, 3),
+    "mlp flax": (mlp_model("flax", 64, (64, 64), 10, (0.2, 0.5), "xavier"), sgd(0.3), {}, digits, 3),
+    "lenet-bn scratch": (lenet_bn_model("scratch"), None, {"lr": 0.5}, lenet_data, 2),
+    "lenet-bn flax": (lenet_bn_model("flax"), sgd(0.5), {}, lenet_data, 2),
+}
+for name, (model, opt, hp, data, epochs) in cases.items():
+    runs = [fit(model, opt, data, epochs=epochs, batch_size=64, key=jax.random.key(0), hparams=hp, mesh=mesh)
+            for mesh in (None, data_mesh(8))]
+    (s1, h1), (s8, h8) = runs
+    out[name] = {"params": max_diff(s1.params, s8.params), "model_state": max_diff(s1.model_state, s8.model_state)
+                 if s1.model_state else 0.0, "test_loss": [h1.test_loss, h8.test_loss],
+                 "test_accuracy": [h1.test_accuracy, h8.test_accuracy],
+                 "sharding": str(s8.params["dense0" if "mlp" in name else "conv0"]["kernel"].sharding.spec)}
+
+# dropout masks do not depend on how the activations are sharded
+mesh = data_mesh(8)
+h = jnp.ones((64, 256))
+key = jax.random.key(3)
+plain = rj.dropout(h, 0.5, key=key, train=True)
+sharded = jax.jit(lambda v: rj.dropout(v, 0.5, key=key, train=True),
+                  out_shardings=NamedSharding(mesh, P("data")))(jax.device_put(h, NamedSharding(mesh, P("data"))))
+out["dropout_mask_equal"] = bool(np.array_equal(np.asarray(plain), np.asarray(sharded)))
+out["dropout_mask_sharded_on"] = len(sharded.sharding.device_set)
+
+# the scratch BN's axis_name path (the shard_map lesson) equals the global-batch statistics, both layouts
+for layout, shape in (("NC", (64, 6)), ("NHWC", (64, 5, 5, 6))):
+    xb = jax.random.normal(jax.random.key(1), shape) * 3 + 1
+    params, state = rj.batch_norm_init(6)
+    y_ref, st_ref = rj.batch_norm(xb, params, state, train=True)
+    spec = P("data")
+    f = jax.shard_map(lambda v: rj.batch_norm(v, params, state, train=True, axis_name="data"), mesh=mesh,
+                      in_specs=spec, out_specs=(spec, P()))
+    y_sm, st_sm = f(xb)
+    out[f"bn_axis_name_{layout}"] = max(max_diff(y_ref, y_sm), max_diff(st_ref, st_sm))
+
+# a batch the device count does not divide is refused, not silently dropped
+try:
+    fit(cases["mlp scratch"][0], None, digits, epochs=1, batch_size=60, key=jax.random.key(0), hparams={"lr": 0.1},
+        mesh=mesh)
+    out["indivisible"] = "accepted"
+except ValueError as err:
+    out["indivisible"] = str(err)
+print(json.dumps(out))
