@@ -185,7 +185,7 @@ class Run:
             path = cache_dir() / "jax_compilation_cache"
             path.mkdir(parents=True, exist_ok=True)
             jax.config.update("jax_compilation_cache_dir", str(path))
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # small ones add up: cache all
         if self.args.debug_nans:
             import jax
 

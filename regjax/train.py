@@ -208,8 +208,16 @@ def make_epoch(step, batch_size: int, *, drop_remainder: bool = False, mesh=None
     (``regjax.parallel.data_mesh``) each batch is split over its ``'data'`` axis: data parallelism."""
 
     def epoch(state, x, y, data_key, hparams):
-        batches = _split_batches(epoch_batches(data_key, x, y, batch_size, drop_remainder=drop_remainder), mesh)
-        state, metrics = jax.lax.scan(lambda s, b: step(s, b, hparams), state, tuple(batches))
+        # Shuffle and batch *indices*; each step gathers its own rows. Materialising the whole shuffled
+        # training set first (188 MB read + written per Fashion-MNIST epoch) cost ~13% of an epoch on CPU.
+        index_batches = _split_batches(
+            epoch_batches(data_key, jnp.arange(x.shape[0]), y, batch_size, drop_remainder=drop_remainder), mesh)
+
+        def body(s, batch):
+            idx, yb, weight = batch
+            return step(s, (jnp.take(x, idx, axis=0), yb, weight), hparams)
+
+        state, metrics = jax.lax.scan(body, state, tuple(index_batches))
         totals = jax.tree_util.tree_map(jnp.sum, metrics)
         totals["first_nonfinite"] = jnp.argmin(jnp.isfinite(metrics["loss_sum"]))
         return state, totals
