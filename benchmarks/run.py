@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Run the regjax benchmark suites, write ``benchmarks/results/<backend>-<device>-<date>[-label].json`` and
+print a markdown table. Method and conventions: benchmarks/README.md and ../shared/GUIDE.md §5.
+
+    python benchmarks/run.py                      # every suite, full size
+    python benchmarks/run.py --quick              # small data and few repeats (a smoke test, < 2 min on CPU)
+    python benchmarks/run.py --suite train_mlp roofline --label after-engine
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout's regjax and benchmarks
+
+from benchmarks import batch_norm, pending, prng, roofline, startup, train_mlp  # noqa: E402
+from benchmarks.common import (ROOT, Context, available_cores, cpu_model, environment,  # noqa: E402
+                               markdown_table, slug, torch_or_none)
+
+SUITES = {  # run in this order: roofline reuses train_mlp's engine figure when both run
+    "train_mlp": train_mlp.run,
+    "roofline": roofline.run,
+    "prng": prng.run,
+    "batch_norm": batch_norm.run,
+    "sweep": pending.sweep,
+    "startup": startup.run,
+    "scaling": pending.scaling,
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small data, few repeats: checks the wiring, not speed")
+    p.add_argument("--suite", nargs="+", choices=list(SUITES), default=list(SUITES), metavar="NAME",
+                   help=f"suites to run (default: all): {', '.join(SUITES)}")
+    p.add_argument("--label", default="", help="tag for the run, appended to the file name (e.g. baseline)")
+    p.add_argument("--out", type=Path, default=None, help="results JSON path (default: benchmarks/results/...)")
+    return p.parse_args(argv)
+
+
+def default_path(env: dict, label: str) -> Path:
+    device = env["cpu_model"] if env["backend"] == "cpu" else env["device_kind"]
+    name = "-".join(filter(None, [env["backend"], slug(device), datetime.date.today().isoformat(), slug(label)
+                                  if label else ""]))
+    return ROOT / "benchmarks" / "results" / f"{name}.json"
+
+
+def setup_torch(threads: int) -> str:
+    torch = torch_or_none()
+    if torch is None:
+        return "cpu"
+    torch.set_num_threads(threads)
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    threads = available_cores()
+    torch_device = setup_torch(threads)
+    env = environment(threads, torch_device)
+    out = args.out or default_path(env, args.label)
+    tmp = Path(tempfile.mkdtemp(prefix="regjax-bench-"))
+    ctx = Context(quick=args.quick, threads=threads, tmp=tmp, results={}, torch_device=torch_device)
+    record = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "label": args.label,
+              "quick": args.quick, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "environment": env, "loadavg_before": os.getloadavg(), "suites": ctx.results}
+    print(f"# regjax benchmarks on {env['device']} ({env['cpu_model']}), backend {env['backend']}, "
+          f"{threads} threads, load {os.getloadavg()[0]:.2f}", flush=True)
+    failed = []
+    try:
+        for name in args.suite:
+            print(f"... {name}", flush=True)
+            t0, load = time.perf_counter(), os.getloadavg()
+            try:
+                result = SUITES[name](ctx)
+            except Exception:
+                failed.append(name)
+                result = {"status": "error", "method": "", "error": traceback.format_exc(),
+                          "rows": [{"case": "-", "value": None, "unit": "", "note": "error: see the JSON"}]}
+                print(result["error"], file=sys.stderr, flush=True)
+            ctx.results[name] = {**result, "seconds": time.perf_counter() - t0, "loadavg_before": load,
+                                 "loadavg_after": os.getloadavg()}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    record["loadavg_after"] = os.getloadavg()
+    record["caption"] = (f"{env['device']} ({env['cpu_model'] if env['backend'] == 'cpu' else env['device_kind']}),"
+                         f" {threads} threads, load average {record['loadavg_before'][0]:.2f} before and "
+                         f"{record['loadavg_after'][0]:.2f} after; `{record['command']}`, {record['date']}")
+    record["table"] = markdown_table(ctx.results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    print(f"\n{record['caption']}\n\n{record['table']}\n\nresults: {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
