@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from regjax import adamw, cli, decayed_sgd
 from regjax.data import synthetic_linear
 from regjax.models.adapters import scratch_linreg
 from regjax.report import plot_series
-from regjax.train import run_steps
+from regjax.train import Diverged, run_steps
 
 
 def main(argv=None):
@@ -36,11 +37,19 @@ def main(argv=None):
         }
         kernel = lambda params: params["dense0"]["kernel"][:, 0]
         rows, series = {}, {}
+        run.start()
         for name, (plain, decayed) in routes.items():
             common = dict(epochs=args.epochs, batch_size=args.batch_size, key=train_key, loss="squared",
                           record=kernel)
             _, w_pen = run_steps(model, plain, x, y, hparams={"lam": args.lam}, **common)
             _, w_dec = run_steps(model, decayed, x, y, **common)
+            for route, w in (("penalty", w_pen), ("decay", w_dec)):
+                bad = ~np.isfinite(np.asarray(w)).all(axis=1)
+                if bad.any():
+                    step = int(np.argmax(bad))
+                    err = Diverged(step // (len(w) // args.epochs), step, None, None)
+                    err.variant = f"{name}: {route}"
+                    raise err
             rows[name] = {"max_abs_dw": float(jnp.max(jnp.abs(w_pen - w_dec))),
                           "final_w_norm_penalty": float(jnp.linalg.norm(w_pen[-1])),
                           "final_w_norm_decay": float(jnp.linalg.norm(w_dec[-1]))}
@@ -59,4 +68,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.script(main)

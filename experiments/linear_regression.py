@@ -42,4 +42,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.script(main)

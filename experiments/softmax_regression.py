@@ -39,4 +39,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.script(main)

@@ -26,6 +26,9 @@ def main(argv=None):
         data_key, train_key = jax.random.split(jax.random.key(args.seed))
         x, y = synthetic_linear(data_key, 0.01 * jnp.ones(args.num_inputs), 0.05, args.n_train + args.n_test, 0.01)
         data = (x[:args.n_train], y[:args.n_train], x[args.n_train:], y[args.n_train:])
+        names = [f"lambda={lam:g}" for lam in args.lambdas]
+        if len(set(names)) != len(names):
+            run.error(f"--lambdas must be distinct values, got {' '.join(map(str, args.lambdas))}")
         model = scratch_linreg(args.num_inputs, weight_init=jax.nn.initializers.normal(1.0))
         rows = {}
         for lam in args.lambdas:
@@ -47,4 +50,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.script(main)

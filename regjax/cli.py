@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import math
+import os
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -69,7 +69,7 @@ def parser(description: str, *, epochs: int, lr: float, batch_size: int, out: st
         p.add_argument("--epochs", type=positive_int, default=epochs)
     p.add_argument("--lr", type=positive_float, default=lr, help="learning rate")
     p.add_argument("--batch-size", type=positive_int, default=batch_size)
-    p.add_argument("--seed", type=int, default=0, help="the one seed every PRNG key derives from")
+    p.add_argument("--seed", type=seed, default=0, help="the one seed every PRNG key derives from (0 <= seed < 2**32)")
     p.add_argument("--out", type=Path, default=Path(out), help="folder for results.json, plots and checkpoints")
     if impls:
         p.add_argument("--impl", choices=impls, default=impls[0])
@@ -88,7 +88,7 @@ def parser(description: str, *, epochs: int, lr: float, batch_size: int, out: st
                    help="replace an unfinished (interrupted, diverged, failed) run in --out instead of refusing")
     p.add_argument("--debug-nans", action="store_true",
                    help="turn on jax_debug_nans: stop at the first operation that produces a NaN (slow)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar, no per-epoch lines")
+    p.add_argument("--quiet", action="store_true", help="print nothing but warnings and errors (results.json has it all)")
     p.add_argument("--no-compile-cache", action="store_true", help="disable JAX's persistent compilation cache")
     scale = p.add_argument_group("scaling out (see README 'Scaling out')")
     scale.add_argument("--devices", type=device_count, default=None,
@@ -125,12 +125,25 @@ def positive_int(text):
     return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
+def seed(text):
+    # jax.random.key takes 32 bits of the seed: larger or negative ones would silently alias smaller ones
+    return _number(text, int, lambda v: 0 <= v < 2 ** 32, "an integer in [0, 2**32)")
+
+
 def positive_float(text):
-    return _number(text, float, lambda v: v > 0 and math.isfinite(v), "a positive finite number")
+    # checked as float32 too, the precision training uses: 1e308 would become inf, 1e-50 zero
+    return _number(text, float, lambda v: v > 0 and math.isfinite(v) and 0 < _f32(v) < np.inf,
+                   "a positive finite number (in float32)")
+
+
+def _f32(value: float):
+    with np.errstate(over="ignore", under="ignore"):
+        return np.float32(value)
 
 
 def nonnegative_float(text):
-    return _number(text, float, lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0")
+    return _number(text, float, lambda v: v >= 0 and math.isfinite(v) and _f32(v) < np.inf,
+                   "a finite number >= 0 (in float32)")
 
 
 def rate(text):
@@ -161,6 +174,7 @@ class Run:
         self.resuming = False
         self._started, self._started_at = time.perf_counter(), _now()
         self._signals: dict = {}
+        self._saved_run: dict | None = None
         self.status: str | None = None
         self._writer: CheckpointWriter | None = None
         self.mesh = None      # a regjax.parallel data mesh when training on several devices
@@ -183,12 +197,17 @@ class Run:
             import jax
 
             path = cache_dir() / "jax_compilation_cache"
-            path.mkdir(parents=True, exist_ok=True)
-            jax.config.update("jax_compilation_cache_dir", str(path))
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                jax.config.update("jax_compilation_cache_dir", str(path))
+            except OSError as err:
+                print(f"WARNING: no compilation cache ({path}: {err.strerror or err}); set $REGJAX_CACHE_DIR to a "
+                      f"writable folder to keep compiled programs between runs", file=sys.stderr, flush=True)
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # small ones add up: cache all
-        if self.args.debug_nans:
+        if self.args.debug_nans:  # for this run only (restored on exit: main() may be called in-process)
             import jax
 
+            self._debug_nans_before = jax.config.jax_debug_nans
             jax.config.update("jax_debug_nans", True)
         self._install_signals()
         return self
@@ -206,7 +225,13 @@ class Run:
 
             if a.coordinator and a.process_id >= a.num_processes:
                 self.error(f"--process-id {a.process_id} must be < --num-processes {a.num_processes}")
-            initialize_distributed(a.coordinator, a.num_processes, a.process_id)
+            if a.coordinator:
+                print(f"process {a.process_id}: waiting for {a.num_processes} processes at {a.coordinator} ...",
+                      file=sys.stderr, flush=True)
+            try:
+                initialize_distributed(a.coordinator, a.num_processes, a.process_id)
+            except Exception as err:  # no cluster detected, bad address, ...
+                self.error(f"multi-process initialisation failed: {type(err).__name__}: {err}")
         import jax
 
         self.primary = jax.process_index() == 0
@@ -251,7 +276,7 @@ class Run:
                 return json.loads(results.read_text()).get("status", "unknown")
             except (ValueError, OSError, AttributeError):
                 return "unreadable"
-        return "unknown" if self.ckpt_dir.exists() else None
+        return "unknown" if (self.ckpt_dir / "run.json").exists() else None
 
     def _plan_resume(self):
         previous = self._previous_status()
@@ -264,7 +289,12 @@ class Run:
                 return
             import json
 
-            saved = json.loads(run_file.read_text())
+            try:
+                saved = json.loads(run_file.read_text())
+                saved["experiment"], saved["config"]
+            except (ValueError, TypeError, KeyError) as err:
+                self.error(f"--resume: {run_file} is corrupt ({type(err).__name__}); start over with --overwrite")
+            self._saved_run = saved
             if saved.get("experiment") != self.experiment:
                 self.error(f"--resume: {self.out} holds a run of {saved.get('experiment')!r}, not {self.experiment!r}")
             mine, theirs = self.config(), saved.get("config", {})
@@ -281,8 +311,9 @@ class Run:
                     self.error(f"{err}; delete it to retrain that part, or start over with --overwrite")
             self.resuming = True
         elif previous not in (None, "completed") and not self.args.overwrite:
-            self.error(f"--out {self.out} holds an unfinished run (status: {previous}); continue it with --resume, "
-                       f"replace it with --overwrite, or choose another --out")
+            how = ("replace it with --overwrite (resuming would diverge again)" if previous == "diverged" else
+                   "continue it with --resume, replace it with --overwrite")
+            self.error(f"--out {self.out} holds an unfinished run (status: {previous}); {how}, or choose another --out")
 
     def load_images(self):
         """Fashion-MNIST, or -- only when ``--dataset`` was not given -- the digits with a loud warning."""
@@ -306,15 +337,32 @@ class Run:
         return data
 
     def set_dataset(self, summary: dict, *, n_train: int):
-        """Record the data actually used; refuse a ``--batch-size`` larger than the training set."""
+        """Record the data actually used; refuse a ``--batch-size`` larger than the training set, and a resume
+        on other data than the checkpointed run's."""
         if self.args.batch_size > n_train:
             self.error(f"--batch-size {self.args.batch_size} exceeds the {n_train} training examples")
+        saved = (getattr(self, "_saved_run", None) or {}).get("dataset")
+        if self.resuming and saved:
+            keys = ("name", "n_train", "n_test", "x_shape", "sha256_verified")
+            diff = [k for k in keys if saved.get(k) != summary.get(k)]
+            if diff:
+                self.error(f"--resume: the checkpointed run trained on other data ("
+                           + "; ".join(f"{k}: {saved.get(k)!r}, now {summary.get(k)!r}" for k in diff)
+                           + "); provide the same data, or start over with --overwrite")
         self.dataset = summary
 
     def epochs(self) -> int:
-        return resolve_epochs(self.args, self.ds, self.dataset["n_train"])
+        epochs = resolve_epochs(self.args, self.ds, self.dataset["n_train"])
+        if self.args.epochs is None and epochs != getattr(self.args, "reference_epochs", epochs):
+            self.say(f"{epochs} epochs on {self.ds.name} = the SGD steps of D2L's {self.args.reference_epochs} "
+                     f"Fashion-MNIST epochs at batch {self.args.batch_size}")
+        return epochs
 
     # ---- training ------------------------------------------------------------------------------------
+    def start(self):
+        """Declare that training starts (``fit`` does it by itself; experiments that train otherwise call it)."""
+        self._begin()
+
     def _begin(self):
         """First training call, arguments checked: from here on, results.json describes this run."""
         if self.training:
@@ -322,12 +370,14 @@ class Run:
         self.training = True
         if not self.primary:
             return
-        if not self.resuming and self.ckpt_dir.exists():
-            shutil.rmtree(self.ckpt_dir)
+        if not self.resuming:  # only regjax's own files: anything else a user keeps there stays
+            for old in [*self.ckpt_dir.glob("*.msgpack"), self.ckpt_dir / "run.json"]:
+                old.unlink(missing_ok=True)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self._writer = CheckpointWriter()
         if not self.resuming:
-            write_json_atomic(self.ckpt_dir / "run.json", {"experiment": self.experiment, "config": self.config()})
+            write_json_atomic(self.ckpt_dir / "run.json", {"experiment": self.experiment, "config": self.config(),
+                                                           "dataset": self.dataset})
         self._write("running")
 
     def fit(self, name: str, model, optimizer, data, *, epochs: int, key=None, progress_every: int = 1, **kwargs):
@@ -396,6 +446,10 @@ class Run:
 
     def __exit__(self, exc_type, exc, tb):
         self._restore_signals()
+        if hasattr(self, "_debug_nans_before"):
+            import jax
+
+            jax.config.update("jax_debug_nans", self._debug_nans_before)
         if exc_type is None:
             if getattr(self, "status", None) != "completed":
                 self.finish({})
@@ -413,6 +467,12 @@ class Run:
                   + (f"\nresults: {path}\ncontinue with the same command and --resume" if path else ""),
                   file=sys.stderr, flush=True)
             raise SystemExit(code) from None
+        if isinstance(exc, FloatingPointError) and not isinstance(exc, Diverged):  # --debug-nans found one
+            with _signals_ignored():
+                path = self._write("diverged", {"diverged": {"debug_nans": str(exc).splitlines()[0]}}, exit_code=3)
+            print(f"error: training produced a NaN (jax_debug_nans): {exc}\nresults: {path} (status: diverged)",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(3) from None
         if isinstance(exc, Diverged):
             where = {"variant": getattr(exc, "variant", None), "epoch": exc.epoch + 1, "step": exc.step}
             with _signals_ignored():
@@ -478,17 +538,38 @@ def _every(callback, n, epochs):
 def load_images(args, progress: Progress):
     """Fashion-MNIST, or -- only when the user did not pass ``--dataset`` -- the digits with a loud warning."""
     if args.dataset == "digits":
+        if args.data_dir is not None:
+            _fail(2, "--data-dir applies to Fashion-MNIST; it cannot be combined with --dataset digits")
         return load_digits()
     try:
         return load_fashion_mnist(args.data_dir)
     except (DataUnavailableError, FileNotFoundError) as err:
-        if args.dataset == "fashion_mnist":
-            sys.exit(f"error: {err}")
+        if args.dataset == "fashion_mnist" or args.data_dir is not None:  # asked for explicitly: no fallback
+            _fail(2, f"error: {err}")
         banner = "!" * 78
         print(f"{banner}\nWARNING: Fashion-MNIST could not be obtained; FALLING BACK to the bundled scikit-learn "
               f"digits (8x8).\nResults are NOT comparable with D2L's Fashion-MNIST figures; results.json records "
               f"the dataset.\n{err}\n{banner}", file=sys.stderr, flush=True)
         return load_digits()
+
+
+def _fail(code: int, message: str):
+    print(message, file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def script(main):
+    """``if __name__ == '__main__': cli.script(main)``. An interrupted run leaves with ``os._exit`` once its
+    results are written: letting the interpreter shut down while XLA may still be compiling in another thread
+    was seen to segfault (exit 139 instead of 130/143)."""
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code in (130, 143):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exit_.code)
+        raise
 
 
 def resolve_epochs(args, ds, n_train: int) -> int:

@@ -68,7 +68,8 @@ class Diverged(FloatingPointError):
 
     def __init__(self, epoch: int, step: int, state, history):
         super().__init__(f"training diverged: the training loss is not finite in epoch {epoch + 1} (first at global "
-                         f"step {step}); lower the learning rate, or rerun with --debug-nans to find the operation")
+                         f"step {step}); lower the learning rate (or look at the data and the other hyperparameters); rerun "
+                         f"with --debug-nans (jax_debug_nans) to find the operation")
         self.epoch, self.step, self.state, self.history = epoch, step, state, history
 
 
@@ -127,10 +128,12 @@ def check_hparams(model: Model, optimizer, opt_state, hparams: Optional[dict]) -
         raise ValueError("hparams must contain 'lr' when optimizer is None (the scratch SGD step)")
     out = {}
     for key, value in hparams.items():
-        if key in RANGES:
+        with np.errstate(over="ignore", under="ignore"):
+            out[key] = jnp.asarray(value, jnp.float32)
+        if key in RANGES:  # the value given, and the float32 it becomes (1e-50 -> 0, 1e39 -> inf)
             low, high, low_open = RANGES[key]
-            check_in_range(value, f"hparams[{key!r}]", low, high, low_open=low_open, high_open=math.isinf(high))
-        out[key] = jnp.asarray(value, jnp.float32)
+            for v in (value, out[key]):
+                check_in_range(v, f"hparams[{key!r}]", low, high, low_open=low_open, high_open=math.isinf(high))
     return out
 
 
@@ -428,6 +431,8 @@ def fit(model: Model, optimizer: Optional[optax.GradientTransformation], data, *
     state, hparams, (x_train, y_train, x_test, y_test) = place((state, hparams, (x_train, y_train, x_test, y_test)))
     epoch_key = lambda e: place(jax.random.fold_in(data_key, e))
     compiled, seconds = _compiled(epoch_fn, cache, (state, x_train, y_train, epoch_key(start_epoch), hparams))
+    if jax.config.jax_debug_nans:  # an AOT executable is not re-run op by op: take jit's path so JAX names the op
+        compiled = epoch_fn
     history.compile_time_s += seconds
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()

@@ -50,6 +50,9 @@ REFUSED = {
     "nan_lr": (["--lr", "nan"], "argument --lr: must be a positive finite number"),
     "train_size_above_n": (["--train-size", "5000"], "--train-size 5000 exceeds the 1347 training examples"),
     "zero_epochs": (["--epochs", "0"], "argument --epochs: must be a positive integer"),
+    "seed_beyond_32_bits": (["--seed", "4294967296"], "argument --seed: must be an integer in [0, 2**32)"),
+    "lr_overflowing_float32": (["--lr", "1e39"], "must be a positive finite number (in float32), got 1e39"),
+    "data_dir_with_digits": (["--data-dir", "/nonexistent"], "--data-dir applies to Fashion-MNIST"),
 }
 
 
@@ -87,7 +90,7 @@ def test_divergence_exits_3_and_results_say_diverged(tmp_path, capsys):
     assert result["epochs_completed"]["dropout"] == 1  # the diverged epoch is recorded, then the run stops
     # an unfinished run is not silently replaced
     code, printed = _exit_code(capsys, SMALL + ["--epochs", "3", "--out", str(out)])
-    assert code == 2 and "unfinished run (status: diverged)" in printed.err and "--resume" in printed.err
+    assert code == 2 and "unfinished run (status: diverged); replace it with --overwrite" in printed.err
 
 
 def test_results_are_readable_and_a_completed_run_is_replaced(tmp_path, capsys):
@@ -210,3 +213,48 @@ def test_idx_files_that_are_not_fashion_mnist_are_named_as_such(tmp_path, capsys
     result = json.loads((out / "results.json").read_text())
     assert result["dataset"]["name"] == "idx" and result["dataset"]["sha256_verified"] is False
     assert result["dataset"]["source"] == f"idx:{folder}"
+
+
+def test_debug_nans_and_a_diverging_trajectory_exit_3(tmp_path, capsys):
+    code, printed = _exit_code(capsys, SMALL + ["--lr", "1e30", "--epochs", "2", "--debug-nans", "--out",
+                                                str(tmp_path / "a")])
+    assert code == 3 and "jax_debug_nans" in printed.err
+    assert json.loads((tmp_path / "a" / "results.json").read_text())["status"] == "diverged"
+    code, printed = _exit_code(capsys, ["--lr", "1e30", "--epochs", "2", "--out", str(tmp_path / "b"),
+                                        "--no-compile-cache"], "decay_vs_penalty")
+    assert code == 3 and "[SGD: penalty] training diverged" in printed.err
+
+
+def test_duplicate_variants_are_refused(tmp_path, capsys):
+    code, printed = _exit_code(capsys, ["--lambdas", "3", "3", "--out", str(tmp_path)], "weight_decay")
+    assert code == 2 and "--lambdas must be distinct" in printed.err
+
+
+def test_files_of_the_user_in_checkpoints_survive(tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "checkpoints").mkdir(parents=True)
+    mine = out / "checkpoints" / "my_model.pt"
+    mine.write_text("mine")
+    _load("dropout_mlp").main(SMALL + ["--epochs", "1", "--out", str(out), "--quiet"])
+    _load("dropout_mlp").main(SMALL + ["--epochs", "1", "--out", str(out), "--quiet", "--overwrite"])
+    assert mine.read_text() == "mine" and (out / "checkpoints" / "dropout.msgpack").exists()
+
+
+def test_resume_on_other_data_is_refused(tmp_path, capsys, monkeypatch):
+    import regjax.data.fashion_mnist as fm
+    from regjax.data import write_idx
+
+    monkeypatch.setattr(fm, "DOWNLOAD_BASE_URL", "http://127.0.0.1:9/")
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    out = tmp_path / "out"
+    argv = ["--epochs", "1", "--hidden", "16", "16", "--train-size", "300", "--out", str(out), "--no-compile-cache"]
+    _load("dropout_mlp").main(argv)  # no Fashion-MNIST: falls back to digits
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for key, stem in fm.FILES.items():
+        shape = {"x_train": (400, 8, 8), "y_train": (400,), "x_test": (50, 8, 8), "y_test": (50,)}[key]
+        write_idx(folder / f"{stem}.gz", rng.integers(0, 256 if key[0] == "x" else 10, shape, dtype=np.uint8))
+    monkeypatch.setenv("REGJAX_DATA_DIR", str(folder))  # the data appear between the run and its resume
+    code, printed = _exit_code(capsys, argv + ["--resume", "--epochs", "2"])
+    assert code == 2 and "trained on other data (name: 'digits', now 'idx'" in printed.err
