@@ -14,12 +14,12 @@ from regjax.losses import (
     squared_loss,
 )
 from regjax.optim import adam_l2, adamw, decayed_sgd, sgd, sgd_step
-from regjax.penalty import l2_penalty, penalized, weights_mask
+from regjax.penalty import add_l1_decay, l1_decayed_sgd, l1_penalty, l2_penalty, penalized, weights_mask
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "l2_penalty", "weights_mask", "penalized",
+    "l2_penalty", "weights_mask", "penalized", "l1_penalty", "add_l1_decay", "l1_decayed_sgd",
     "dropout",
     "batch_norm_init", "batch_norm",
     "squared_loss", "softmax_cross_entropy", "naive_softmax_cross_entropy",

@@ -4,17 +4,25 @@ The penalty is ``λ/2 · ‖w‖²`` summed over the *weights* only: dense and c
 scale/bias are not decayed -- they do not control the capacity the way weights do, and decaying BN's scale
 fights the normalisation. The same mask is what ``optax.add_decayed_weights`` needs, so it is exposed as
 ``weights_mask``.
+
+The L1 penalty ``λ · Σ|w|`` (a §3.7 exercise) sits beside it: ``l1_penalty`` for the loss, and
+``add_l1_decay`` / ``l1_decayed_sgd``, the L1 analogues of ``add_decayed_weights`` / ``decayed_sgd``, for the
+engine (whose built-in penalty ``hparams['lam']`` is L2): ``l1_decayed_sgd``'s λ is injected as
+``hparams['weight_decay']``, so L1 strengths can be swept like L2 ones.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
+import math
+
 import jax
 import jax.numpy as jnp
+import optax
 
-from regjax._checks import check_nonnegative
+from regjax._checks import check_in_range, check_nonnegative
 
-__all__ = ["weights_mask", "l2_penalty", "penalized"]
+__all__ = ["weights_mask", "l2_penalty", "l1_penalty", "add_l1_decay", "l1_decayed_sgd", "penalized"]
 
 Mask = Any  # bool pytree (or a prefix of the params tree) or a callable params -> bool pytree
 
@@ -47,20 +55,71 @@ def _resolve_mask(params, mask: Mask):
         ) from err
 
 
+def _masked_sum(params, mask: Mask, term):
+    """``Σ term(leaf)`` over the leaves ``mask`` selects."""
+    full_mask = _resolve_mask(params, mask)
+    terms = jax.tree_util.tree_map(lambda p, m: term(p) if m else jnp.zeros((), jnp.result_type(p)), params,
+                                   full_mask)
+    leaves = jax.tree_util.tree_leaves(terms)
+    return sum(leaves[1:], leaves[0]) if leaves else jnp.zeros(())
+
+
 def l2_penalty(params, mask: Mask = None):
     """``½ · Σ w²`` over the leaves selected by ``mask`` (default: ``weights_mask``, kernels only).
 
     The ½ makes the gradient exactly ``w``, so ``grad(lam * l2_penalty)`` is ``lam * w`` on weights and 0
     elsewhere -- the same update as ``optax.add_decayed_weights(lam)``.
     """
-    full_mask = _resolve_mask(params, mask)
-    terms = jax.tree_util.tree_map(
-        lambda p, m: 0.5 * jnp.sum(jnp.square(p)) if m else jnp.zeros((), jnp.result_type(p)),
-        params,
-        full_mask,
-    )
-    leaves = jax.tree_util.tree_leaves(terms)
-    return sum(leaves[1:], leaves[0]) if leaves else jnp.zeros(())
+    return _masked_sum(params, mask, lambda p: 0.5 * jnp.sum(jnp.square(p)))
+
+
+def l1_penalty(params, mask: Mask = None):
+    """``Σ |w|`` over the leaves selected by ``mask`` (default: ``weights_mask``, kernels only) -- D2L §3.7's
+    exercise "what if we used Σ|wᵢ| instead of ‖w‖²?" (no ½: the usual lasso convention).
+
+    Its gradient is ``sign(w)`` away from 0: every weight is pulled toward 0 by the same amount ``λ`` per unit
+    of learning rate, however small it already is, where L2's pull ``λw`` fades as ``w`` shrinks -- why L1
+    drives weights to (near) zero and L2 only shrinks them. At ``w = 0`` it has no derivative; JAX's is 1 there.
+    """
+    return _masked_sum(params, mask, lambda p: jnp.sum(jnp.abs(p)))
+
+
+def add_l1_decay(weight_decay, mask: Mask = None) -> optax.GradientTransformation:
+    """Add ``weight_decay · sign(w)`` to the updates of the masked leaves (default ``weights_mask``): the
+    subgradient of ``weight_decay · l1_penalty``, with ``sign(0) = 0`` (the smallest subgradient, so a weight
+    at exactly 0 is left there). Chain it *before* the optimizer, like ``optax.add_decayed_weights``.
+
+    Plain (sub)gradient descent does not make weights exactly 0 -- they hop around 0 by ``lr · λ`` -- which
+    is why lasso solvers use a proximal (soft-threshold) step; this keeps SGD's form so the L1/L2 contrast
+    is one line.
+    """
+
+    def init(params):
+        del params
+        return optax.EmptyState()
+
+    def update(updates, state, params):
+        if params is None:
+            raise ValueError("add_l1_decay needs params: call update(grads, state, params)")
+        full_mask = _resolve_mask(params, mask)
+        new = jax.tree_util.tree_map(lambda u, p, m: u + weight_decay * jnp.sign(p) if m else u, updates, params,
+                                     full_mask)
+        return new, state
+
+    return optax.GradientTransformation(init, update)
+
+
+def l1_decayed_sgd(lr, weight_decay, mask: Mask = None) -> optax.GradientTransformation:
+    """``chain(add_l1_decay(weight_decay, mask), sgd(lr))``, both hyperparameters injectable: the engine's
+    ``hparams['lr']`` and ``hparams['weight_decay']`` (here the L1 strength λ) reach it as traced values, so
+    ``regjax.sweep`` can vmap over L1 strengths. Same updates as ``lam * l1_penalty`` in the loss under SGD."""
+    check_in_range(lr, "lr", 0.0, math.inf, low_open=True, high_open=True)
+    check_nonnegative(weight_decay, "weight_decay")
+
+    def factory(learning_rate, weight_decay, mask):
+        return optax.chain(add_l1_decay(weight_decay, mask), optax.sgd(learning_rate))
+
+    return optax.inject_hyperparams(factory, static_args=("mask",))(lr, weight_decay, mask)
 
 
 def penalized(loss_fn: Callable, lam, mask: Mask = None) -> Callable:

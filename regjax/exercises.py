@@ -1,0 +1,75 @@
+"""What the D2L exercises measure that the models do not expose: hidden activations of the dropout MLP (with
+the training-time dropout applied or not), predictions with dropout left on at test time, and LeNet-BN with the
+biases in front of its BatchNorm layers removed; and §3.7's problem in one call. Used by ``experiments/``.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from regjax.base import Model
+from regjax.data.synthetic import synthetic_linear
+from regjax.dropout import dropout
+from regjax.models.adapters import scratch_linreg
+
+__all__ = ["weight_decay_problem", "mlp_hidden", "hidden_variances", "predict_with_dropout", "without_biases"]
+
+
+def weight_decay_problem(seed: int, n_train: int = 20, n_test: int = 100, d: int = 200):
+    """D2L §3.7's problem as ``experiments/weight_decay.py`` draws it for ``--seed``: ``(data, model)`` with
+    ``y = 0.01·Σx + 0.05 + 0.01·ε`` (data key ``split(key(seed))[0]``) and the linear model with N(0, 1) weights."""
+    x, y = synthetic_linear(jax.random.split(jax.random.key(seed))[0], 0.01 * jnp.ones(d), 0.05, n_train + n_test,
+                            0.01)
+    data = (x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+    return data, scratch_linreg(d, weight_init=jax.nn.initializers.normal(1.0))
+
+
+def mlp_hidden(params, x, *, rates=None, key=None, train: bool = False, activation=jax.nn.relu) -> list:
+    """The hidden activations of the scratch MLP (``regjax.models.scratch.mlp``), layer by layer: after the
+    activation and -- with ``train`` -- after the dropout the next layer sees (same per-layer keys
+    ``fold_in(key, i)`` as the model). ``rates`` may be traced (vmapped sweeps)."""
+    h, hidden = x.reshape((x.shape[0], -1)), []
+    for i in range(len(params) - 1):
+        layer = params[f"dense{i}"]
+        h = activation(h @ layer["kernel"] + layer["bias"])
+        if train:
+            h = dropout(h, rates[i], key=jax.random.fold_in(key, i), train=True)
+        hidden.append(h)
+    return hidden
+
+
+def hidden_variances(params, x, rates, key) -> dict:
+    """Per hidden layer, the variance over units and examples of its activations in eval mode (no dropout) and
+    in train mode (dropout masks drawn from ``key``): ``{'eval': (L,), 'train': (L,)}``. Vmappable."""
+    return {"eval": jnp.stack([jnp.var(h) for h in mlp_hidden(params, x)]),
+            "train": jnp.stack([jnp.var(h) for h in mlp_hidden(params, x, rates=rates, key=key, train=True)])}
+
+
+def predict_with_dropout(model: Model, params, model_state, x, hparams, key, samples: int):
+    """Class probabilities with dropout left ON at test time: ``(one pass, mean of `samples` passes)``, each
+    pass a fresh set of masks from ``key`` (Monte-Carlo dropout). The deterministic eval-mode prediction is
+    what the expectation over masks approximates -- which is why dropout is switched off at test time."""
+
+    def one(k):
+        logits, _ = model.apply(params, model_state, x, key=k, train=True, hparams=hparams)
+        return jax.nn.softmax(logits)
+
+    probs = jax.lax.map(one, jax.random.split(key, samples))
+    return probs[0], probs.mean(axis=0)
+
+
+def without_biases(model: Model, layers) -> Model:
+    """``model`` with the biases of ``layers`` removed: ``apply`` reads them as zeros, so they receive no
+    gradient and stay at their initial 0 (the parameter tree keeps its shape, so checkpoints and sweeps
+    treat both models alike). For the layers in front of a BatchNorm this changes nothing but the float
+    round-off: BN subtracts the batch mean, and with it any constant bias (D2L §8.5 exercise)."""
+    layers = tuple(layers)
+
+    def strip(params):
+        return {name: ({**p, "bias": jnp.zeros_like(p["bias"])} if name in layers else p)
+                for name, p in params.items()}
+
+    def apply(params, model_state, x, *, key=None, train=False, hparams=None):
+        return model.apply(strip(params), model_state, x, key=key, train=train, hparams=hparams)
+
+    return Model(model.init, apply, model.hparams)
