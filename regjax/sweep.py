@@ -492,9 +492,13 @@ def sweep(model: Model, optimizer: Optional[optax.GradientTransformation], data,
           on_start: Optional[Callable[[], None]] = None, on_epoch: Optional[Callable] = None,
           after_epoch: Optional[Callable] = None,
           state: Optional[TrainState] = None, start_epoch: int = 0,
-          history: Optional[SweepHistory] = None) -> SweepResult:
+          history: Optional[SweepHistory] = None, mesh=None) -> SweepResult:
     """Train every member of ``members`` for ``epochs`` epochs in one compiled program; returns a
     ``SweepResult``. Arguments as ``regjax.train.fit`` (which each member equals), plus:
+
+    ``mesh`` (``regjax.parallel.data_mesh(n)``): split the *member* axis over the devices (each device trains
+    N/n members; the data are replicated) -- many small models on many devices; N must be a multiple of n and
+    the members are not chunked. Results equal the unsharded sweep to float tolerance.
 
     ``data``: ``(x_train, y_train, x_test, y_test)`` shared by all members, or -- when ``members.data_index``
     is set -- the same with a leading dataset axis (e.g. one entry per cross-validation fold, ``x_test`` then
@@ -558,7 +562,22 @@ def sweep(model: Model, optimizer: Optional[optax.GradientTransformation], data,
     data = tuple(jax.device_put(data))
     data_index = None if not stacked else jnp.asarray(members.data_index, jnp.int32)
     keys = members.keys
-    alive = jnp.asarray(history.alive)
+    place = lambda tree: tree  # noqa: E731
+    if mesh is not None:  # many small models, many devices: the member axis is split, the data replicated
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        from regjax.parallel import DATA_AXIS, replicate
+
+        if N % mesh.size:
+            raise ValueError(f"{N} members do not split evenly over the {mesh.size} devices of the mesh")
+        if chunk_size is not None and chunk_size != N:
+            raise ValueError("with a mesh the members are split over the devices, not chunked: leave chunk_size out")
+        chunk_size = N
+        place = lambda tree: jax.device_put(tree, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))  # noqa: E731
+        state, keys, hparams = place(state), place(keys), place(hparams)
+        data = tuple(replicate(data, mesh))
+        data_index = None if data_index is None else place(data_index)
+    alive = place(jnp.asarray(history.alive))
 
     def compile_for(size):
         """The program compiled for chunks of ``size`` members (cached per signature), and its seconds."""
@@ -610,7 +629,7 @@ def sweep(model: Model, optimizer: Optional[optax.GradientTransformation], data,
         if "correct" in totals:
             train["accuracy"] = totals["correct"] / totals["count"]
         history.record(epoch, train, test, np.asarray(ok), np.asarray(bad_step), seconds)
-        alive = jnp.asarray(history.alive)
+        alive = place(jnp.asarray(history.alive))
         if on_epoch is not None:
             on_epoch(epoch, {"train_loss": history.metric("train_loss")[-1],
                              "test_loss": history.metric("test_loss")[-1],

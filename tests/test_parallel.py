@@ -52,6 +52,11 @@ def test_scratch_bn_axis_name_under_shard_map_is_global_bn(eight_vs_one, layout)
     assert eight_vs_one[f"bn_axis_name_{layout}"] < 1e-5
 
 
+def test_sweep_member_axis_sharded_over_devices_equals_unsharded(eight_vs_one):
+    r = eight_vs_one["sweep_member_sharded"]
+    assert r["devices"] == 8 and r["params"] < 1e-5 and r["test_loss"] < 1e-5, r
+
+
 def test_a_batch_the_devices_do_not_divide_is_refused(eight_vs_one):
     assert "batch_size 60 is not a multiple of the 8 devices" in eight_vs_one["indivisible"]
 

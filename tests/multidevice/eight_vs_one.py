@@ -62,6 +62,21 @@ for layout, shape in (("NC", (64, 6)), ("NHWC", (64, 5, 5, 6))):
     y_sm, st_sm = f(xb)
     out[f"bn_axis_name_{layout}"] = max(max_diff(y_ref, y_sm), max_diff(st_ref, st_sm))
 
+# a sweep's member axis split over the 8 devices equals the unsharded sweep
+from regjax.models.adapters import scratch_linreg  # noqa: E402
+from regjax.sweep import grid, sweep  # noqa: E402
+
+xs = jax.random.normal(jax.random.key(5), (120, 20))
+ys = xs @ jnp.linspace(-1.0, 1.0, 20) + 0.1
+lin = (xs[:100], ys[:100], xs[100:], ys[100:])
+members = grid(seeds=[0, 1], lam=[0.0, 0.01, 0.1, 1.0], lr=0.01)
+plain = sweep(scratch_linreg(20), None, lin, members, epochs=3, batch_size=10, loss="squared")
+split = sweep(scratch_linreg(20), None, lin, members, epochs=3, batch_size=10, loss="squared", mesh=mesh)
+out["sweep_member_sharded"] = {"params": max_diff(plain.state.params, split.state.params),
+                               "devices": len(split.state.params["dense0"]["kernel"].sharding.device_set),
+                               "test_loss": max_diff(plain.history.metric("test_loss"),
+                                                     split.history.metric("test_loss"))}
+
 # a batch the device count does not divide is refused, not silently dropped
 try:
     fit(cases["mlp scratch"][0], None, digits, epochs=1, batch_size=60, key=jax.random.key(0), hparams={"lr": 0.1},
