@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 
 import jax
 import numpy as np
@@ -43,12 +42,6 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
     return p
 
 
-def _peek(argv):
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--data", choices=DATASETS, default="synthetic")
-    return p.parse_known_args(argv)[0].data
-
-
 def load(args):
     """``(x_train, y_train, x_test, y_test, model, summary)`` for ``--data``."""
     if args.data == "synthetic":
@@ -61,7 +54,7 @@ def load(args):
 
 
 def main(argv=None):
-    dataset = _peek(sys.argv[1:] if argv is None else argv)
+    dataset = cli.peek_choice(argv, "--data", DATASETS, "synthetic")
     with cli.Run(f"model_selection_{dataset}", build_parser(dataset), argv) as run:
         args = run.args
         x, y, x_test, y_test, model, summary = load(args)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import jax
@@ -69,17 +68,11 @@ def build_parser(what: str) -> argparse.ArgumentParser:
 
 
 def main(argv=None):
-    what = _peek_what(sys.argv[1:] if argv is None else argv)
+    what = cli.peek_choice(argv, "--what", WHATS, "weight_decay")
     with cli.Run(f"sweep_{what}", build_parser(what), argv) as run:
         out = {"weight_decay": weight_decay, "dropout": dropout, "lr": learning_rate}[what](run)
         run.finish(out)
     return out
-
-
-def _peek_what(argv):
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--what", choices=WHATS, default="weight_decay")
-    return p.parse_known_args(argv)[0].what
 
 
 # ---- the three sweeps -------------------------------------------------------------------------------------------
@@ -138,7 +131,7 @@ def dropout(run):
     stats = group_stats(members.configs, result.final("test_accuracy"), ["rates"])
     acc = np.array([s["mean"] for s in stats]).reshape(len(rates), len(rates))
     best = max(stats, key=lambda s: s["mean"])
-    run.say(f"test accuracy (rows: rate after hidden layer 1, columns: after layer 2)\n"
+    run.say("test accuracy (rows: rate after hidden layer 1, columns: after layer 2)\n"
             + "\n".join(f"{r:>5}: " + " ".join(f"{v:.4f}" for v in row) for r, row in zip(rates, acc)))
     run.say(f"best configuration: rates = {best['rates']} (test accuracy {best['mean']:.4f}, {args.seeds} seed(s)); "
             f"D2L's (0.2, 0.5): {_lookup(stats, [0.2, 0.5])}, switched (0.5, 0.2): {_lookup(stats, [0.5, 0.2])}")

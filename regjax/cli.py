@@ -346,7 +346,7 @@ class Run:
             keys = ("name", "n_train", "n_test", "x_shape", "sha256_verified")
             diff = [k for k in keys if saved.get(k) != summary.get(k)]
             if diff:
-                self.error(f"--resume: the checkpointed run trained on other data ("
+                self.error("--resume: the checkpointed run trained on other data ("
                            + "; ".join(f"{k}: {saved.get(k)!r}, now {summary.get(k)!r}" for k in diff)
                            + "); provide the same data, or start over with --overwrite")
         self.dataset = summary
@@ -551,6 +551,17 @@ def load_images(args, progress: Progress):
               f"digits (8x8).\nResults are NOT comparable with D2L's Fashion-MNIST figures; results.json records "
               f"the dataset.\n{err}\n{banner}", file=sys.stderr, flush=True)
         return load_digits()
+
+
+def peek_choice(argv, flag: str, choices, default):
+    """The value of ``flag`` in ``argv`` (``sys.argv[1:]`` if None) before the full parser exists -- for CLIs
+    whose other defaults depend on it (e.g. ``sweep.py --what``); a bad value is left for the full parser."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(flag, choices=choices, default=default)
+    try:
+        return vars(p.parse_known_args(sys.argv[1:] if argv is None else argv)[0])[flag.lstrip("-").replace("-", "_")]
+    except SystemExit:
+        return default
 
 
 def _fail(code: int, message: str):

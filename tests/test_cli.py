@@ -1,6 +1,5 @@
 """The experiment runner as a user meets it: bad arguments refused before training (one line, exit 2),
 divergence and interruption recorded with their exit codes, checkpoints and a bit-identical --resume."""
-import importlib.util
 import json
 import os
 import signal
@@ -18,17 +17,7 @@ MLP = str(ROOT / "experiments" / "dropout_mlp.py")
 SMALL = ["--dataset", "digits", "--hidden", "32", "32", "--no-compile-cache"]
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"exp_{name}", ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(autouse=True)
-def _offline_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("REGJAX_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("REGJAX_DATA_DIR", raising=False)
+from tests.test_experiments import _load, _offline_cache  # noqa: F401 (the autouse fixture applies here too)
 
 
 def _env(tmp_path):
