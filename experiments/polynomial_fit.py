@@ -41,6 +41,9 @@ def main(argv=None):
         args = run.args
         run.set_dataset({"name": "polynomial", "n_train": 100, "n_test": 100}, n_train=100)
         data_key, train_key = jax.random.split(jax.random.key(args.seed))
+        if len(set(args.features)) != len(args.features) or max(args.features) > 170:
+            # x^i / i! needs i! as a float64: 170! is the largest that fits
+            run.error(f"--features must be distinct counts in [1, 170], got {' '.join(map(str, args.features))}")
         d = polynomial_data(data_key, 100, 100, max(20, *args.features))
         rows = {}
         overfit_epochs = args.overfit_epochs or -(-args.epochs * 1500 // 400)
