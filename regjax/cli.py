@@ -251,8 +251,7 @@ class Run:
         if n > 1 or multi:
             from regjax.parallel import data_mesh
 
-            if self.args.batch_size % n:
-                self.error(f"--batch-size {self.args.batch_size} is not a multiple of the {n} devices")
+            # (fit refuses a batch size the devices do not divide; a sweep splits its members instead)
             self.mesh = data_mesh(n)
         self.devices = n
 

@@ -724,13 +724,19 @@ def run_sweep(run, name: str, model: Model, optimizer, data, members: Members, *
     last_save = [time.perf_counter()]
 
     def checkpoint(epoch, state, history):
-        if epoch + 1 == epochs or time.perf_counter() - last_save[0] >= checkpoint_interval_s:
+        if run._writer is not None and (epoch + 1 == epochs
+                                        or time.perf_counter() - last_save[0] >= checkpoint_interval_s):
             run._writer.save(path, state, epoch=epoch + 1, history=history.to_dict(),
                              meta={"experiment": run.experiment, "variant": name, "configs": configs})
             last_save[0] = time.perf_counter()
         if after_epoch is not None:
             after_epoch(epoch, state, history)
 
+    if run.mesh is not None:  # --devices N: the members are split over the devices
+        if len(members) % run.mesh.size:
+            raise ValueError(f"--devices {run.mesh.size}: the {len(members)} members of {name!r} must split evenly "
+                             f"over the devices")
+        kwargs.setdefault("mesh", run.mesh)
     try:
         return sweep(model, optimizer, data, members, epochs=epochs, batch_size=batch_size, on_start=run._begin,
                      on_epoch=on_epoch, after_epoch=checkpoint, state=state, start_epoch=start, history=history,

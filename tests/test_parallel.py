@@ -75,7 +75,7 @@ def test_cli_devices_8_matches_devices_1_and_refuses_bad_counts(tmp_path):
         losses[n] = result["final"]["test_loss"]
     assert losses["8"] == pytest.approx(losses["1"], rel=1e-3)
     for argv, message in ((["--devices", "16"], "--devices 16: only 8 cpu device(s) available"),
-                          (["--devices", "8", "--batch-size", "100"], "--batch-size 100 is not a multiple of the 8")):
+                          (["--devices", "8", "--batch-size", "100"], "batch_size 100 is not a multiple of the 8 devices")):
         run = subprocess.run([sys.executable, script, "--dataset", "digits", *argv, "--out", str(tmp_path / "x")],
                              capture_output=True, text=True, env=env, timeout=120)
         assert run.returncode == 2 and message in run.stderr and run.stderr.count("\n") == 1, run.stderr
