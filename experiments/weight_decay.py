@@ -31,12 +31,13 @@ def main(argv=None):
             run.error(f"--lambdas must be distinct values, got {' '.join(map(str, args.lambdas))}")
         model = scratch_linreg(args.num_inputs, weight_init=jax.nn.initializers.normal(1.0))
         rows = {}
+        shared_decayed_sgd = decayed_sgd(args.lr, 0.0)  # one object: the compiled epoch is cached per optimizer
         for lam in args.lambdas:
             name = f"lambda={lam:g}"
             if args.impl == "scratch":  # λ/2‖w‖² in the loss, the scratch SGD step
                 optimizer, hparams = None, {"lr": args.lr, "lam": lam}
             else:  # chain(add_decayed_weights(λ), sgd(lr)); λ injected, so every λ shares one compiled epoch
-                optimizer, hparams = decayed_sgd(args.lr, 0.0), {"weight_decay": lam}
+                optimizer, hparams = shared_decayed_sgd, {"weight_decay": lam}
             state, history = run.fit(name, model, optimizer, data, epochs=args.epochs, key=train_key,
                                      hparams=hparams, loss="squared")
             w_norm = float(jnp.linalg.norm(state.params["dense0"]["kernel"]))

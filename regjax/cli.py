@@ -175,6 +175,7 @@ class Run:
         self._started, self._started_at = time.perf_counter(), _now()
         self._signals: dict = {}
         self._saved_run: dict | None = None
+        self._slugs: dict = {}
         self.status: str | None = None
         self._writer: CheckpointWriter | None = None
         self.mesh = None      # a regjax.parallel data mesh when training on several devices
@@ -386,7 +387,7 @@ class Run:
         from regjax.train import Diverged, History, fit, init_state
 
         key = jax.random.key(self.args.seed) if key is None else key
-        path = self.ckpt_dir / f"{_slug(name)}.msgpack"
+        path = self.checkpoint_path(name)
         state, start, history = None, 0, History()
         if self.resuming and path.exists():
             ckpt = load_checkpoint(path, init_state(model, optimizer, jax.random.split(key)[0]))
@@ -412,6 +413,14 @@ class Run:
             err.variant = name
             raise
 
+    def checkpoint_path(self, name: str) -> Path:
+        """``checkpoints/<slug>.msgpack`` for a variant; two names with one slug would share a file: refused."""
+        slug = _slug(name)
+        owner = self._slugs.setdefault(slug, name)
+        if owner != name:
+            raise ValueError(f"variant names {owner!r} and {name!r} map to the same checkpoint file {slug}.msgpack")
+        return self.ckpt_dir / f"{slug}.msgpack"
+
     def say(self, message: str):
         self.progress.say(message)
 
@@ -425,8 +434,13 @@ class Run:
 
     def _write(self, status: str, payload: dict | None = None, exit_code: int | None = None):
         """results.json; a final status first waits until every checkpoint handed over is on disk."""
+        checkpoint_error = None
         if status != "running" and self._writer is not None:
-            self._writer.flush()
+            try:
+                self._writer.flush()
+            except CheckpointError as err:  # record it; the final status is written regardless
+                checkpoint_error = err
+                payload = {**(payload or {}), "checkpoint_error": str(err)}
         self.status = status
         if not self.primary:
             return self.out / "results.json"
@@ -441,49 +455,59 @@ class Run:
             "started_at": self._started_at, "updated_at": _now(),
             "wall_time_s": time.perf_counter() - self._started,
         }
-        return write_json_atomic(self.out / "results.json", result)
+        path = write_json_atomic(self.out / "results.json", result)
+        if checkpoint_error is not None and status == "completed":
+            raise checkpoint_error  # the run finished but its last checkpoint is not on disk: say so
+        return path
 
     def __exit__(self, exc_type, exc, tb):
-        self._restore_signals()
+        # From here to the end, a second Ctrl-C or a SIGTERM cannot cut the final results.json write short.
+        self._ignore_signals()
+        try:
+            return self._exit(exc_type, exc)
+        finally:
+            self._restore_signals()
+
+    def _exit(self, exc_type, exc):
         if hasattr(self, "_debug_nans_before"):
             import jax
 
             jax.config.update("jax_debug_nans", self._debug_nans_before)
         if exc_type is None:
-            if getattr(self, "status", None) != "completed":
+            if self.status != "completed":
                 self.finish({})
             return False
         if isinstance(exc, SystemExit):
+            if self.training and self.status not in ("completed", "interrupted", "diverged"):
+                self._write("failed", {"error": f"exit {exc.code}"}, exit_code=exc.code)
             return False
         from regjax.train import Diverged
 
         if isinstance(exc, (KeyboardInterrupt, Terminated)):
             code = 130 if isinstance(exc, KeyboardInterrupt) else 143
-            with _signals_ignored():
-                path = self._write("interrupted", exit_code=code) if self.training else None
+            # a run already reported completed stays completed; one that trained says where it stopped
+            path = (self._write("interrupted", exit_code=code) if self.training and self.status != "completed"
+                    else None)
             done = ", ".join(f"{k}: {h.epochs} epochs" for k, h in self.histories.items()) or "nothing trained"
             print(f"\ninterrupted ({'SIGINT' if code == 130 else 'SIGTERM'}); completed: {done}."
                   + (f"\nresults: {path}\ncontinue with the same command and --resume" if path else ""),
                   file=sys.stderr, flush=True)
             raise SystemExit(code) from None
         if isinstance(exc, FloatingPointError) and not isinstance(exc, Diverged):  # --debug-nans found one
-            with _signals_ignored():
-                path = self._write("diverged", {"diverged": {"debug_nans": str(exc).splitlines()[0]}}, exit_code=3)
+            path = self._write("diverged", {"diverged": {"debug_nans": str(exc).splitlines()[0]}}, exit_code=3)
             print(f"error: training produced a NaN (jax_debug_nans): {exc}\nresults: {path} (status: diverged)",
                   file=sys.stderr, flush=True)
             raise SystemExit(3) from None
         if isinstance(exc, Diverged):
             where = {"variant": getattr(exc, "variant", None), "epoch": exc.epoch + 1, "step": exc.step}
-            with _signals_ignored():
-                path = self._write("diverged", {"diverged": where}, exit_code=3)
+            path = self._write("diverged", {"diverged": where}, exit_code=3)
             print(f"error: [{where['variant']}] {exc}\nresults: {path} (status: diverged)", file=sys.stderr,
                   flush=True)
             raise SystemExit(3) from None
         if not self.training and isinstance(exc, (ValueError, CheckpointError)):
             self.error(str(exc))
         if self.training:
-            with _signals_ignored():
-                self._write("failed", {"error": f"{type(exc).__name__}: {exc}"}, exit_code=1)
+            self._write("failed", {"error": f"{type(exc).__name__}: {exc}"}, exit_code=1)
         return False
 
     # ---- signals -------------------------------------------------------------------------------------
@@ -497,6 +521,10 @@ class Run:
         except ValueError:  # not the main thread: leave signals alone
             self._signals = {}
 
+    def _ignore_signals(self):
+        for sig in self._signals:
+            signal.signal(sig, signal.SIG_IGN)
+
     def _restore_signals(self):
         for sig, handler in self._signals.items():
             signal.signal(sig, handler)
@@ -507,21 +535,6 @@ def _process_count() -> int:
     import jax
 
     return jax.process_count()
-
-
-class _signals_ignored:
-    """Let the final results.json write finish even if the user presses Ctrl-C again."""
-
-    def __enter__(self):
-        try:
-            self.saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-        except ValueError:
-            self.saved = {}
-
-    def __exit__(self, *exc):
-        for s, h in self.saved.items():
-            signal.signal(s, h)
-        return False
 
 
 def _every(callback, n, epochs):

@@ -694,10 +694,9 @@ def run_sweep(run, name: str, model: Model, optimizer, data, members: Members, *
     loses at most that interval of training. ``after_epoch(epoch, state, history)`` (optional) runs after that,
     e.g. to measure the stacked parameters every epoch."""
     from regjax.checkpoint import CheckpointError
-    from regjax.cli import _slug
 
     batch_size = run.args.batch_size if batch_size is None else batch_size
-    path = run.ckpt_dir / f"{_slug(name)}.sweep.msgpack"
+    path = run.checkpoint_path(name).with_suffix(".sweep.msgpack")
     configs = [dict(c) for c in members.configs]
     state, start, history = None, 0, SweepHistory(len(members))
     if run.resuming and path.exists():
@@ -732,6 +731,9 @@ def run_sweep(run, name: str, model: Model, optimizer, data, members: Members, *
         if after_epoch is not None:
             after_epoch(epoch, state, history)
 
+    if jax.process_count() > 1:
+        raise ValueError("sweeps run in one process (possibly on several of its devices with --devices); "
+                         "splitting the members across processes is not supported")
     if run.mesh is not None:  # --devices N: the members are split over the devices
         if len(members) % run.mesh.size:
             raise ValueError(f"--devices {run.mesh.size}: the {len(members)} members of {name!r} must split evenly "

@@ -95,9 +95,11 @@ def init_state(model: Model, optimizer: Optional[optax.GradientTransformation], 
 
 
 def _injectable(opt_state) -> dict:
-    """The hyperparameters an ``optax.inject_hyperparams`` state exposes (``{}`` for any other state)."""
+    """The hyperparameters an ``optax.inject_hyperparams`` state lets us set (``{}`` for any other state);
+    scheduled ones are left out: optax recomputes them from their schedule and would overwrite ours."""
     if isinstance(opt_state, (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)):
-        return opt_state.hyperparams
+        scheduled = getattr(opt_state, "hyperparams_states", {}) or {}
+        return {k: v for k, v in opt_state.hyperparams.items() if k not in scheduled}
     return {}
 
 

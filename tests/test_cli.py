@@ -247,3 +247,18 @@ def test_resume_on_other_data_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("REGJAX_DATA_DIR", str(folder))  # the data appear between the run and its resume
     code, printed = _exit_code(capsys, argv + ["--resume", "--epochs", "2"])
     assert code == 2 and "trained on other data (name: 'digits', now 'idx'" in printed.err
+
+
+def test_a_failing_checkpoint_write_is_reported_not_hidden(tmp_path, monkeypatch):
+    import regjax.checkpoint as ck
+    from regjax.checkpoint import CheckpointError
+
+    def disk_full(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ck, "write_bytes_atomic", disk_full)
+    out = tmp_path / "out"
+    with pytest.raises(CheckpointError, match="No space left"):
+        _load("weight_decay").main(["--epochs", "2", "--out", str(out), "--quiet", "--no-compile-cache"])
+    result = json.loads((out / "results.json").read_text())
+    assert result["status"] == "failed" and "No space left" in result["error"]

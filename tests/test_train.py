@@ -286,3 +286,10 @@ def test_models_layer_does_not_import_the_engine():
             "print('regjax.train' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+def test_a_scheduled_learning_rate_is_not_overridable(digits):
+    opt = optax.inject_hyperparams(optax.sgd)(learning_rate=optax.constant_schedule(0.1))
+    with pytest.raises(ValueError, match="exposes no injectable 'learning_rate'"):
+        fit(mlp_model("flax", 64, (16,), 10, (0.0,)), opt, digits, epochs=1, batch_size=64, key=jax.random.key(0),
+            hparams={"lr": 0.5})
