@@ -49,6 +49,18 @@ def check_nonnegative(value, name: str):
     return check_in_range(value, name, 0.0, math.inf, high_open=True)
 
 
+def label_out_of_range(labels, num_classes: int):
+    """The first offending label of an integer array that must lie in ``[0, num_classes)`` (the smallest if
+    any is negative, else the largest), or ``None`` when all are in range."""
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return None
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0:
+        return low
+    return high if high >= num_classes else None
+
+
 def as_count(value, name: str, minimum: int = 1) -> int:
     """``int(value)`` for a Python or NumPy integer ``>= minimum``; anything else is a ``ValueError``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):

@@ -56,8 +56,8 @@ from regjax.base import Model, TrainState
 from regjax.checkpoint import load_checkpoint
 from regjax.data.batching import num_batches
 from regjax.report import _clean, write_bytes_atomic
-from regjax.train import (Diverged, _compiled, check_data, check_hparams, check_labels, init_state, make_epoch,
-                          make_evaluate, make_step, resolve_loss)
+from regjax.train import (Diverged, _compiled, cached_build, check_data, check_hparams, check_labels, init_state,
+                          make_epoch, make_evaluate, make_step, resolve_loss)
 
 __all__ = ["Members", "grid", "SweepHistory", "SweepResult", "sweep", "run_sweep", "init_members",
            "member_program", "train_sequentially", "available_memory", "plan_chunk_size", "group_stats"]
@@ -399,10 +399,7 @@ _INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 def init_members(model: Model, optimizer, keys) -> TrainState:
     """The stacked initial state: ``init_state(model, optimizer, split(key)[0])`` per member, vmapped -- the
     state each member's solo ``fit`` starts from (also the ``target`` to restore a sweep checkpoint into)."""
-    try:
-        init, cache = _init_program(model, optimizer)
-    except TypeError:  # unhashable model/optimizer: build afresh
-        init, cache = _init_program.__wrapped__(model, optimizer)
+    init, cache = cached_build(_init_program, model, optimizer)
     signature = (keys.shape, str(keys.dtype))
     if signature not in cache:
         lowered = init.lower(keys)
@@ -553,12 +550,8 @@ def sweep(model: Model, optimizer: Optional[optax.GradientTransformation], data,
         return SweepResult(members, state, history, chunk_size or N, {})
     history.status = "running"
 
-    try:
-        program, cache = _programs(model, optimizer, loss, task, penalty_mask, batch_size, drop_remainder,
-                                   eval_batch_size, vmap_size)
-    except TypeError:  # an unhashable argument (e.g. a dict penalty_mask): build afresh
-        program, cache = _programs.__wrapped__(model, optimizer, loss, task, penalty_mask, batch_size,
-                                               drop_remainder, eval_batch_size, vmap_size)
+    program, cache = cached_build(_programs, model, optimizer, loss, task, penalty_mask, batch_size,
+                                  drop_remainder, eval_batch_size, vmap_size)
     data = tuple(jax.device_put(data))
     data_index = None if not stacked else jnp.asarray(members.data_index, jnp.int32)
     keys = members.keys

@@ -37,7 +37,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from regjax._checks import as_count, check_in_range
+from regjax._checks import as_count, check_in_range, label_out_of_range
 from regjax.base import TASKS, Model, TrainState
 from regjax.data.batching import epoch_batches, num_batches
 from regjax.losses import l1_loss, softmax_cross_entropy, squared_loss
@@ -54,7 +54,6 @@ LOSSES = {
     "squared": (squared_loss, "regression"),
     "l1": (l1_loss, "regression"),
 }
-ENGINE_HPARAMS = ("lr", "lam", "weight_decay")
 # hparams key -> the hyperparameter's name inside an optax.inject_hyperparams state
 INJECTED = {"lr": "learning_rate", "weight_decay": "weight_decay"}
 # (low, high, low_open): the allowed interval of each known hyperparameter (all must be finite)
@@ -320,11 +319,13 @@ def _programs(model, optimizer, loss, task, penalty_mask, batch_size, drop_remai
     return epoch, make_evaluate(model, loss, eval_batch_size, task=task, mesh=mesh), {}
 
 
-def _get_programs(*config):
+def cached_build(builder, *config):
+    """``builder(*config)`` through its ``functools.lru_cache``; built afresh, uncached, when an argument is
+    unhashable (e.g. a dict ``penalty_mask``)."""
     try:
-        return _programs(*config)
-    except TypeError:  # an unhashable argument (e.g. a dict penalty_mask): build afresh
-        return _programs.__wrapped__(*config)
+        return builder(*config)
+    except TypeError:
+        return builder.__wrapped__(*config)
 
 
 def _compiled(epoch_fn, cache: dict, args):
@@ -356,10 +357,9 @@ def check_data(data, task: str):
 def check_labels(y, num_classes: int, name: str):
     """Class labels must lie in ``[0, num_classes)``: -1 would silently mean the last class, ``num_classes``
     gives a NaN loss."""
-    y = np.asarray(y)
-    if y.size and (y.min() < 0 or y.max() >= num_classes):
-        bad = y.min() if y.min() < 0 else y.max()
-        raise ValueError(f"{name} holds label {int(bad)}; labels must be in [0, {num_classes}) for this "
+    bad = label_out_of_range(y, num_classes)
+    if bad is not None:
+        raise ValueError(f"{name} holds label {bad}; labels must be in [0, {num_classes}) for this "
                          f"{num_classes}-class model")
 
 
@@ -427,8 +427,8 @@ def fit(model: Model, optimizer: Optional[optax.GradientTransformation], data, *
         history.status = "completed"
         return state, history
     history.status = "running"
-    epoch_fn, evaluate, cache = _get_programs(model, optimizer, loss, task, penalty_mask, batch_size,
-                                              drop_remainder, eval_batch_size, mesh)
+    epoch_fn, evaluate, cache = cached_build(_programs, model, optimizer, loss, task, penalty_mask, batch_size,
+                                             drop_remainder, eval_batch_size, mesh)
     place = jax.device_put if mesh is None else partial(replicate, mesh=mesh)
     state, hparams, (x_train, y_train, x_test, y_test) = place((state, hparams, (x_train, y_train, x_test, y_test)))
     epoch_key = lambda e: place(jax.random.fold_in(data_key, e))

@@ -6,6 +6,8 @@ from typing import Optional
 
 import numpy as np
 
+from regjax._checks import label_out_of_range
+
 __all__ = ["Dataset"]
 
 
@@ -31,10 +33,9 @@ class Dataset:
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if len(x) != len(y):
                 raise ValueError(f"{self.name}: {len(x)} {split} inputs but {len(y)} {split} labels")
-            if self.class_names is not None and len(y):
-                if np.min(y) < 0 or np.max(y) >= len(self.class_names):
-                    bad = np.min(y) if np.min(y) < 0 else np.max(y)
-                    raise ValueError(f"{self.name}: {split} label {bad} is outside [0, {len(self.class_names)})")
+            bad = None if self.class_names is None else label_out_of_range(y, len(self.class_names))
+            if bad is not None:
+                raise ValueError(f"{self.name}: {split} label {bad} is outside [0, {len(self.class_names)})")
 
     @property
     def num_classes(self) -> Optional[int]:
