@@ -1,5 +1,5 @@
-"""Suites waiting for features that do not exist yet: ``sweep`` (needs ``regjax.sweep``) and ``scaling``
-(needs ``regjax.parallel``). Each reports "not available yet" until its module lands; then replace the entry
+"""Suites not written yet: ``sweep`` (measures ``regjax.engine.sweep``) and ``scaling``
+(measures ``regjax.parallel``). Each reports "not available yet" until it is written: then replace the entry
 in ``benchmarks/run.py``'s ``SUITES`` with a real suite module (plan in each method text)."""
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _pending(module: str, plan: str):
     return run
 
 
-sweep = _pending("regjax.sweep", "Planned: N in {1, 8, 64} configurations of the D2L MLP vmapped in one "
+sweep = _pending("regjax.engine.sweeping", "Planned: N in {1, 8, 64} configurations of the D2L MLP vmapped in one "
                                  "compiled epoch vs the same configurations trained one after another.")
 scaling = _pending("regjax.parallel", "Planned: examples/s against device count with data parallelism "
                                       "(virtual CPU devices prove the wiring, not speed; real figures on GPUs).")

@@ -11,7 +11,7 @@
    0.2 -> 0.199997; bits=8: 0.2 -> 0.19921875). The masks differ from ``regjax.dropout``'s for the same key (a
    new, equally reproducible stream).
 
-2. ``make_epoch_gather_in_step`` (for ``regjax.train.make_epoch``): shuffle indices, not the data. The current
+2. ``make_epoch_gather_in_step`` (for ``regjax.engine.make_epoch``): shuffle indices, not the data. The current
    epoch gathers the whole shuffled training set into a (num_batches, batch, ...) copy before the scan (for
    Fashion-MNIST: 188 MB read and 188 MB written per epoch); here the scan carries only the index batches and
    each step gathers its own 256 rows, which then stay in cache for the step's matmul.

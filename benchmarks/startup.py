@@ -22,7 +22,7 @@ METHOD = (
     "REGJAX_CACHE_DIR pointing at a fresh empty folder (no JAX compilation cache, no parsed-data cache); 'warm' "
     "= the same folder after one untimed run. Stages come from benchmarks/startup_probe.py, which runs the same "
     "experiment's main() in-process with timers wrapped around the library calls it makes (the dataset loader, "
-    "regjax.train.fit -- split with fit's own compile_time_s and epoch times; the rest of fit is state init and "
+    "regjax.engine.fit -- split with fit's own compile_time_s and epoch times; the rest of fit is state init and "
     "evaluation with its compilation -- plot_histories, write_json_atomic); 'interpreter start and exit, "
     "unaccounted' = probe wall minus its in-process total (includes interpreter teardown). Import time per "
     "top-level package comes from python -X importtime (cumulative, one run). End to end: "

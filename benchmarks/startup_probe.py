@@ -3,10 +3,10 @@
 
 ``python benchmarks/startup_probe.py OUT.json -- <dropout_mlp.py arguments>``. Stages: the imports, then every
 call of the library functions the experiment goes through, whatever its CLI plumbing looks like: the dataset
-loaders (``regjax.data.load_digits`` / ``load_fashion_mnist``), ``regjax.train.fit`` (split with its own
+loaders (``regjax.data.load_digits`` / ``load_fashion_mnist``), ``regjax.engine.fit`` (split with its own
 ``compile_time_s`` and ``epoch_time_s``; the rest is state init and evaluation with its compilation),
-``regjax.report.plot_histories`` and ``write_json_atomic``. Every module binding of those functions is wrapped
-before the experiment is imported, so ``from regjax.train import fit`` anywhere picks up the timer.
+``regjax.plots.plot_histories``, ``regjax.report``'s and ``write_json_atomic``. Every module binding of those functions is wrapped
+before the experiment is imported, so ``from regjax.engine import fit`` anywhere picks up the timer.
 """
 from __future__ import annotations
 
@@ -51,13 +51,14 @@ def main():
     import jax  # noqa: F401
     import optax  # noqa: F401
 
-    import regjax.cli  # noqa: F401  -- and with it the data, train and report modules the experiment uses
     import regjax.data
+    import regjax.engine
+    import regjax.plots
     import regjax.report
-    import regjax.train
+    import regjax.runner  # noqa: F401  -- with the data, engine and report modules the experiment uses
 
-    stages["import jax, flax, optax, regjax.cli"] = time.perf_counter() - t
-    for module in (regjax.data, regjax.train, regjax.report):
+    stages["import jax, flax, optax, regjax.runner"] = time.perf_counter() - t
+    for module in (regjax.data, regjax.engine, regjax.plots, regjax.report):
         for name, label in STAGES.items():
             if hasattr(module, name):
                 wrap_everywhere(getattr(module, name), label, stages, fit_detail)

@@ -49,11 +49,11 @@ def _model(rates=RATES):
 
 def engine_epochs(x, y, *, key=None, rates=RATES, epoch_maker=None):
     """(a) A callable that trains one more epoch with regjax's scan engine on each call (``epoch_maker``:
-    an alternative to ``regjax.train.make_epoch`` with its signature)."""
+    an alternative to ``regjax.engine.make_epoch`` with its signature)."""
     import jax
     import jax.numpy as jnp
 
-    from regjax.train import init_state, make_epoch, make_step
+    from regjax.engine import init_state, make_epoch, make_step
 
     key = jax.random.key(0) if key is None else key
     model = _model(rates)
@@ -78,7 +78,7 @@ def jit_loop_epochs(x, y):
     import jax
     import jax.numpy as jnp
 
-    from regjax.train import init_state, make_step
+    from regjax.engine import init_state, make_step
 
     model = _model()
     step = jax.jit(make_step(model, None), donate_argnums=(0,))
@@ -171,7 +171,7 @@ def _engine_parts(ctx, x, y) -> dict:
 
     from benchmarks.proposals import make_epoch_gather_in_step
     from regjax.data.batching import epoch_batches
-    from regjax.train import make_evaluate
+    from regjax.engine import make_evaluate
 
     xd, yd = jax.device_put(x), jax.device_put(y)
     gather = jax.jit(lambda k: epoch_batches(k, xd, yd, BATCH))

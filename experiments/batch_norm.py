@@ -4,16 +4,16 @@ Fashion-MNIST, batch 256, lr 1.0, 10 epochs. Reports accuracy and the learned sc
 layer; ``--no-bn`` trains the same LeNet without BN for the contrast."""
 from __future__ import annotations
 
-from regjax import cli
+from regjax import runner
 from regjax.models.adapters import lenet_bn_model
-from regjax.report import plot_histories
+from regjax.plots import plot_histories
 
 
 def main(argv=None):
-    p = cli.parser(__doc__, epochs=10, lr=1.0, batch_size=256, out="runs/batch_norm", impls=["scratch", "flax"],
+    p = runner.parser(__doc__, epochs=10, lr=1.0, batch_size=256, out="runs/batch_norm", impls=["scratch", "flax"],
                    image_dataset=True)
     p.add_argument("--no-bn", action="store_true", help="train LeNet without BatchNorm")
-    with cli.Run("batch_norm", p, argv) as run:
+    with runner.Run("batch_norm", p, argv) as run:
         args = run.args
         ds = run.load_images()
         # LeNet's two VALID 5×5 convs need 28×28 inputs: the digits fallback is resized (recorded).
@@ -23,7 +23,7 @@ def main(argv=None):
         run.say(f"dataset: {ds.name} ({ds.source}) as 28x28x1, {len(data[0])} train; {name}, impl {args.impl}; "
                 f"{epochs} epochs")
         model = lenet_bn_model(args.impl, 10, (28, 28, 1), use_bn=not args.no_bn)
-        optimizer, hparams = cli.sgd_route(args)
+        optimizer, hparams = runner.sgd_route(args)
         state, history = run.fit(name, model, optimizer, data, epochs=epochs, hparams=hparams)
         final = history.final()
         payload = {"epochs": epochs, "final": final}
@@ -40,4 +40,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.script(main)
+    runner.script(main)

@@ -13,18 +13,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from regjax import adamw, cli, decayed_sgd
+from regjax import adamw, decayed_sgd, runner
 from regjax.data import synthetic_linear
+from regjax.engine import Diverged, run_steps
 from regjax.models.adapters import scratch_linreg
-from regjax.report import plot_series
-from regjax.train import Diverged, run_steps
+from regjax.plots import plot_series
 
 
 def main(argv=None):
-    p = cli.parser(__doc__, epochs=100, lr=0.003, batch_size=5, out="runs/decay_vs_penalty")
-    p.add_argument("--lam", type=cli.nonnegative_float, default=3.0)
-    p.add_argument("--adam-lr", type=cli.positive_float, default=0.01)
-    with cli.Run("decay_vs_penalty", p, argv) as run:
+    p = runner.parser(__doc__, epochs=100, lr=0.003, batch_size=5, out="runs/decay_vs_penalty")
+    p.add_argument("--lam", type=runner.nonnegative_float, default=3.0)
+    p.add_argument("--adam-lr", type=runner.positive_float, default=0.01)
+    with runner.Run("decay_vs_penalty", p, argv) as run:
         args = run.args
         run.set_dataset({"name": "synthetic_linear", "n_train": 20, "d": 200}, n_train=20)
         data_key, train_key = jax.random.split(jax.random.key(args.seed))
@@ -68,4 +68,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.script(main)
+    runner.script(main)

@@ -3,19 +3,19 @@
 epochs, N(0, 0.01²) init). ``--compare`` also trains the same net without dropout and plots both."""
 from __future__ import annotations
 
-from regjax import cli
+from regjax import runner
 from regjax.models.adapters import mlp_model
-from regjax.report import plot_histories
+from regjax.plots import plot_histories
 
 
 def main(argv=None):
-    p = cli.parser(__doc__, epochs=10, lr=0.5, batch_size=256, out="runs/dropout_mlp", impls=["scratch", "flax"],
+    p = runner.parser(__doc__, epochs=10, lr=0.5, batch_size=256, out="runs/dropout_mlp", impls=["scratch", "flax"],
                    image_dataset=True)
-    p.add_argument("--rates", type=cli.rate, nargs=2, default=(0.2, 0.5), metavar=("R1", "R2"),
+    p.add_argument("--rates", type=runner.rate, nargs=2, default=(0.2, 0.5), metavar=("R1", "R2"),
                    help="drop probability after hidden layer 1 and 2")
-    p.add_argument("--hidden", type=cli.positive_int, nargs=2, default=(256, 256), metavar=("H1", "H2"))
+    p.add_argument("--hidden", type=runner.positive_int, nargs=2, default=(256, 256), metavar=("H1", "H2"))
     p.add_argument("--compare", action="store_true", help="also train without dropout")
-    with cli.Run("dropout_mlp", p, argv) as run:
+    with runner.Run("dropout_mlp", p, argv) as run:
         args = run.args
         ds = run.load_images()
         data = run.images(ds, flatten=True)
@@ -28,7 +28,7 @@ def main(argv=None):
         finals = {}
         for name, rates in variants.items():
             model = mlp_model(args.impl, data[0].shape[1], tuple(args.hidden), 10, rates, "normal")
-            optimizer, hparams = cli.sgd_route(args)
+            optimizer, hparams = runner.sgd_route(args)
             _, history = run.fit(name, model, optimizer, data, epochs=epochs, hparams=hparams)
             finals[name] = history.final()
             run.say(f"[{name}] final test accuracy {finals[name]['test_accuracy']:.4f}")
@@ -39,4 +39,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.script(main)
+    runner.script(main)

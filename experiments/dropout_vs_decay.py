@@ -3,19 +3,19 @@
 small training set where overfitting shows. Table of train/test accuracy and the generalization gap."""
 from __future__ import annotations
 
-from regjax import cli
+from regjax import runner
+from regjax.engine import make_evaluate
 from regjax.models.adapters import scratch_mlp
-from regjax.report import plot_histories
-from regjax.train import make_evaluate
+from regjax.plots import plot_histories
 
 
 def main(argv=None):
-    p = cli.parser(__doc__, epochs=50, lr=0.03, batch_size=64, out="runs/dropout_vs_decay", image_dataset=True,
+    p = runner.parser(__doc__, epochs=50, lr=0.03, batch_size=64, out="runs/dropout_vs_decay", image_dataset=True,
                    match_steps=False)
-    p.add_argument("--hidden", type=cli.positive_int, nargs=2, default=[1024, 1024], metavar=("H1", "H2"))
-    p.add_argument("--rates", type=cli.rate, nargs=2, default=(0.2, 0.5), metavar=("R1", "R2"))
-    p.add_argument("--lam", type=cli.nonnegative_float, default=1e-3)
-    with cli.Run("dropout_vs_decay", p, argv) as run:
+    p.add_argument("--hidden", type=runner.positive_int, nargs=2, default=[1024, 1024], metavar=("H1", "H2"))
+    p.add_argument("--rates", type=runner.rate, nargs=2, default=(0.2, 0.5), metavar=("R1", "R2"))
+    p.add_argument("--lam", type=runner.nonnegative_float, default=1e-3)
+    with runner.Run("dropout_vs_decay", p, argv) as run:
         args = run.args
         ds = run.load_images()
         # without --train-size: 2,000 examples, or all of a smaller set (the digits hold 1,347); recorded
@@ -47,4 +47,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.script(main)
+    runner.script(main)

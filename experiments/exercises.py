@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """D2L's exercises of §3.7 (weight decay), §5.6 (dropout) and §8.5 (batch normalization), answered with data:
-each answer comes from vectorized sweeps (``regjax.sweep``: many configurations, one compiled program), with a
+each answer comes from vectorized sweeps (``regjax.engine.sweep``: many configurations, one compiled program), with a
 plot. ``--section`` picks sections (default all three); ``exercises.md`` in --out collects question, answer and
 plot for each.
 
@@ -21,13 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from regjax import cli, decayed_sgd
-from regjax.exercises import hidden_variances, predict_with_dropout, weight_decay_problem, without_biases
+from regjax import decayed_sgd, runner
+from regjax.engine import grid, group_stats
 from regjax.models.adapters import scratch_lenet_bn, scratch_mlp
 from regjax.penalty import l1_decayed_sgd
+from regjax.plots import plot_heatmap, plot_panels
+from regjax.probes import hidden_variances, predict_with_dropout, weight_decay_problem, without_biases
 from regjax.selection import select_lambda
-from regjax.sweep import grid, group_stats, run_sweep
-from regjax.sweep_plots import plot_heatmap, plot_panels
 
 SECTIONS = ("3.7", "5.6", "8.5")
 LAMBDAS = [0.0] + [3.0 * 10 ** (j / 4) for j in range(-5, 10)]          # §3.7's λ grid (0, 0.17 ... 533)
@@ -38,27 +38,27 @@ D2L_RATES = (0.2, 0.5)
 
 
 def build_parser():
-    p = cli.parser(__doc__, epochs=100, lr=0.003, batch_size=5, out="runs/exercises", image_dataset=True,
+    p = runner.parser(__doc__, epochs=100, lr=0.003, batch_size=5, out="runs/exercises", image_dataset=True,
                    match_steps=False)
     p.add_argument("--section", choices=SECTIONS, nargs="+", default=list(SECTIONS))
-    p.add_argument("--seeds", type=cli.positive_int, default=4, help="seeds per configuration (§3.7, §5.6)")
-    p.add_argument("--mlp-epochs", type=cli.positive_int, default=100)
-    p.add_argument("--mlp-long-epochs", type=cli.positive_int, default=400, help="§5.6 exercise 2's longer run")
-    p.add_argument("--mlp-lr", type=cli.positive_float, default=0.1)
-    p.add_argument("--mlp-batch-size", type=cli.positive_int, default=64)
-    p.add_argument("--mlp-train-size", type=cli.positive_int, default=500)
-    p.add_argument("--hidden", type=cli.positive_int, nargs=2, default=(256, 256), metavar=("H1", "H2"))
-    p.add_argument("--lenet-epochs", type=cli.positive_int, default=20)
-    p.add_argument("--lenet-batch-size", type=cli.positive_int, default=128)
-    p.add_argument("--lenet-lrs", type=cli.positive_float, nargs="+", default=LENET_LRS)
-    p.add_argument("--vmap-size", type=cli.positive_int, default=None,
+    p.add_argument("--seeds", type=runner.positive_int, default=4, help="seeds per configuration (§3.7, §5.6)")
+    p.add_argument("--mlp-epochs", type=runner.positive_int, default=100)
+    p.add_argument("--mlp-long-epochs", type=runner.positive_int, default=400, help="§5.6 exercise 2's longer run")
+    p.add_argument("--mlp-lr", type=runner.positive_float, default=0.1)
+    p.add_argument("--mlp-batch-size", type=runner.positive_int, default=64)
+    p.add_argument("--mlp-train-size", type=runner.positive_int, default=500)
+    p.add_argument("--hidden", type=runner.positive_int, nargs=2, default=(256, 256), metavar=("H1", "H2"))
+    p.add_argument("--lenet-epochs", type=runner.positive_int, default=20)
+    p.add_argument("--lenet-batch-size", type=runner.positive_int, default=128)
+    p.add_argument("--lenet-lrs", type=runner.positive_float, nargs="+", default=LENET_LRS)
+    p.add_argument("--vmap-size", type=runner.positive_int, default=None,
                    help="LeNet members vectorized together (default: 1 on CPU, whose vmapped convolutions are "
                         "slower than one by one; all elsewhere)")
     return p
 
 
 def main(argv=None):
-    with cli.Run("exercises", build_parser(), argv) as run:
+    with runner.Run("exercises", build_parser(), argv) as run:
         answers = []
         for section in run.args.section:
             answers += {"3.7": section_37, "5.6": section_56, "8.5": section_85}[section](run)
@@ -103,7 +103,7 @@ def section_37(run):
 
     # 1. λ curve
     members = grid(seeds, lam=LAMBDAS, lr=args.lr)
-    res = run_sweep(run, "3.7 lambda", model, None, data, members, epochs=args.epochs, loss="squared",
+    res = run.sweep("3.7 lambda", model, None, data, members, epochs=args.epochs, loss="squared",
                     progress_every=args.epochs)
     train_m, train_s = _stats(members, res.final("train_loss"), ["lam"])
     test_m, test_s = _stats(members, res.final("test_loss"), ["lam"])
@@ -125,7 +125,7 @@ def section_37(run):
     # 2. validation-chosen vs test-optimal λ
     sel = select_lambda(model, None, np.asarray(data[0]), np.asarray(data[1]), LAMBDAS, key=jax.random.key(args.seed),
                         k=5, seeds=seeds, epochs=args.epochs, batch_size=args.batch_size, hparams={"lr": args.lr},
-                        train=functools.partial(run_sweep, run, "3.7 cross-validation", progress_every=args.epochs))
+                        train=functools.partial(run.sweep, "3.7 cross-validation", progress_every=args.epochs))
     at = {v: i for i, v in enumerate(LAMBDAS)}
     chosen, one_se = test_m[at[sel.best_lambda]], test_m[at[sel.one_se_lambda]]
     marks = {f"validation λ {sel.best_lambda:.3g}": sel.best_lambda, f"one-SE λ {sel.one_se_lambda:.3g}":
@@ -151,7 +151,7 @@ def section_37(run):
     rows = {}
     for name, opt in (("L2", decayed_sgd(args.lr, 0.0)), ("L1", l1_decayed_sgd(args.lr, 0.0))):
         m = grid(seeds, weight_decay=LAMBDAS)
-        r = run_sweep(run, f"3.7 {name}", model, opt, data, m, epochs=args.epochs, loss="squared",
+        r = run.sweep(f"3.7 {name}", model, opt, data, m, epochs=args.epochs, loss="squared",
                       progress_every=args.epochs)
         w = np.abs(np.asarray(r.state.params["dense0"]["kernel"]).reshape(len(m), -1))
         step = args.lr * m.hparams["weight_decay"][:, None]  # one L1 step: subgradient descent hovers within it
@@ -191,7 +191,7 @@ def section_56(run):
     # 1. the rate grid (switched rates)
     pairs = [(a, b) for a in RATES for b in RATES]
     members = grid(seeds, rates=pairs, lr=args.mlp_lr)
-    res = run_sweep(run, "5.6 rates", model, None, data, members, **common)
+    res = run.sweep("5.6 rates", model, None, data, members, **common)
     stats = group_stats(members.configs, res.final("test_accuracy"), ["rates"])
     acc = {tuple(s["rates"]): (s["mean"], s["std"]) for s in stats}
     best = max(acc, key=lambda k: acc[k][0])
@@ -220,7 +220,7 @@ def section_56(run):
         variances.append(jax.device_get(probe(state.params, probe_x, long_members.hparams["rates"],
                                               jax.random.key(epoch))))
 
-    long = run_sweep(run, "5.6 long", model, None, data, long_members, epochs=args.mlp_long_epochs,
+    long = run.sweep("5.6 long", model, None, data, long_members, epochs=args.mlp_long_epochs,
                      batch_size=args.mlp_batch_size, progress_every=args.mlp_long_epochs, after_epoch=measure)
     test_acc, test_loss = long.history.metric("test_accuracy"), long.history.metric("test_loss")
     train_loss = long.history.metric("train_loss")
@@ -274,7 +274,7 @@ def section_56(run):
 
     # 4. dropout vs weight decay vs both
     members = grid(seeds, rates=[(0.0, 0.0), D2L_RATES], lam=DECAYS, lr=args.mlp_lr)
-    res = run_sweep(run, "5.6 dropout x decay", model, None, data, members, **common)
+    res = run.sweep("5.6 dropout x decay", model, None, data, members, **common)
     stats = group_stats(members.configs, res.final("test_accuracy"), ["rates", "lam"])
     acc = {(tuple(s["rates"]), s["lam"]): s["mean"] for s in stats}
     spread = max(s["std"] for s in stats) / math.sqrt(len(seeds))  # standard error of a configuration's mean
@@ -362,7 +362,7 @@ def section_85(run):
 
     # 1. the usable learning-rate range with and without BN
     for name, use_bn in (("LeNet-BN", True), ("LeNet", False)):
-        results[name] = run_sweep(run, f"8.5 {name}", scratch_lenet_bn(10, (28, 28, 1), use_bn=use_bn), None, data,
+        results[name] = run.sweep(f"8.5 {name}", scratch_lenet_bn(10, (28, 28, 1), use_bn=use_bn), None, data,
                                   members, **common)
     e = np.arange(1, args.lenet_epochs + 1)
     panels, usable = [], {}
@@ -392,7 +392,7 @@ def section_85(run):
     j = int(np.argmax(usable["LeNet-BN"]["final"]))
     lr = lrs[j]
     stripped_model = without_biases(scratch_lenet_bn(10, (28, 28, 1)), ("conv0", "conv1", "dense0", "dense1"))
-    stripped = run_sweep(run, "8.5 LeNet-BN without biases before BN", stripped_model, None, data,
+    stripped = run.sweep("8.5 LeNet-BN without biases before BN", stripped_model, None, data,
                          grid([seed], lr=[lr]), **common)
     full = results["LeNet-BN"]
     full_params = jax.tree_util.tree_map(lambda a: a[j], full.state.params)
@@ -421,4 +421,4 @@ def _lrs(lrs, flags):
 
 
 if __name__ == "__main__":
-    cli.script(main)
+    runner.script(main)

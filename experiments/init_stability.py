@@ -12,18 +12,18 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from regjax import cli
+from regjax import runner
 from regjax.diagnostics import hidden_unit_spread, layer_statistics, matrix_product_norms
 from regjax.models import scratch
 from regjax.models.adapters import scratch_mlp
-from regjax.report import plot_series
+from regjax.plots import plot_series
 
 
 def main(argv=None):
-    p = cli.parser(__doc__, epochs=10, lr=0.5, batch_size=256, out="runs/init_stability", image_dataset=True)
-    p.add_argument("--depth", type=cli.positive_int, default=10, help="hidden layers of the deep MLP (parts 2, 4)")
-    p.add_argument("--width", type=cli.positive_int, default=256)
-    with cli.Run("init_stability", p, argv) as run:
+    p = runner.parser(__doc__, epochs=10, lr=0.5, batch_size=256, out="runs/init_stability", image_dataset=True)
+    p.add_argument("--depth", type=runner.positive_int, default=10, help="hidden layers of the deep MLP (parts 2, 4)")
+    p.add_argument("--width", type=runner.positive_int, default=256)
+    with runner.Run("init_stability", p, argv) as run:
         args = run.args
         ds = run.load_images()
         data = run.images(ds, flatten=True)
@@ -80,4 +80,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.script(main)
+    runner.script(main)

@@ -7,26 +7,26 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from regjax import cli
+from regjax import runner
 from regjax.data import synthetic_linear
 from regjax.models.adapters import scratch_linreg
-from regjax.report import plot_histories
+from regjax.plots import plot_histories
 
 TRUE_W, TRUE_B = (2.0, -3.4), 4.2
 
 
 def main(argv=None):
-    p = cli.parser(__doc__, epochs=3, lr=0.03, batch_size=10, out="runs/linear_regression",
+    p = runner.parser(__doc__, epochs=3, lr=0.03, batch_size=10, out="runs/linear_regression",
                    impls=["scratch", "optax"])
-    p.add_argument("--n", type=cli.positive_int, default=1000,
+    p.add_argument("--n", type=runner.positive_int, default=1000,
                    help="training examples (a fresh set of n is the test set)")
-    with cli.Run("linear_regression", p, argv) as run:
+    with runner.Run("linear_regression", p, argv) as run:
         args = run.args
         run.set_dataset({"name": "synthetic_linear", "n_train": args.n, "n_test": args.n}, n_train=args.n)
         data_key, train_key = jax.random.split(jax.random.key(args.seed))
         x, y = synthetic_linear(data_key, jnp.array(TRUE_W), TRUE_B, 2 * args.n, 0.01)
         data = (x[:args.n], y[:args.n], x[args.n:], y[args.n:])
-        optimizer, hparams = cli.sgd_route(args)
+        optimizer, hparams = runner.sgd_route(args)
         state, history = run.fit(args.impl, scratch_linreg(2), optimizer, data, epochs=args.epochs, key=train_key,
                                  hparams=hparams, loss="squared")
         w = state.params["dense0"]["kernel"][:, 0]
@@ -42,4 +42,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.script(main)
+    runner.script(main)

@@ -18,13 +18,13 @@ import functools
 import jax
 import numpy as np
 
-from regjax import cli
+from regjax import runner
 from regjax.data import load_diabetes
-from regjax.exercises import weight_decay_problem
+from regjax.engine import grid, group_stats
 from regjax.models.adapters import scratch_linreg
+from regjax.plots import plot_panels
+from regjax.probes import weight_decay_problem
 from regjax.selection import select_lambda
-from regjax.sweep import grid, group_stats, run_sweep
-from regjax.sweep_plots import plot_panels
 
 DATASETS = ("synthetic", "diabetes")
 DEFAULTS = {"synthetic": dict(epochs=100, lr=0.003, batch_size=5),
@@ -34,11 +34,11 @@ LAMBDAS = {"synthetic": [0.0] + [3.0 * 10 ** (j / 4) for j in range(-5, 10)],
 
 
 def build_parser(dataset: str) -> argparse.ArgumentParser:
-    p = cli.parser(__doc__, out=f"runs/model_selection_{dataset}", **DEFAULTS[dataset])
+    p = runner.parser(__doc__, out=f"runs/model_selection_{dataset}", **DEFAULTS[dataset])
     p.add_argument("--data", choices=DATASETS, default="synthetic")
-    p.add_argument("--k", type=cli.positive_int, default=5, help="folds")
-    p.add_argument("--seeds", type=cli.positive_int, default=4, help="training seeds per (fold, λ)")
-    p.add_argument("--lambdas", type=cli.nonnegative_float, nargs="+", default=LAMBDAS[dataset])
+    p.add_argument("--k", type=runner.positive_int, default=5, help="folds")
+    p.add_argument("--seeds", type=runner.positive_int, default=4, help="training seeds per (fold, λ)")
+    p.add_argument("--lambdas", type=runner.nonnegative_float, nargs="+", default=LAMBDAS[dataset])
     return p
 
 
@@ -54,8 +54,8 @@ def load(args):
 
 
 def main(argv=None):
-    dataset = cli.peek_choice(argv, "--data", DATASETS, "synthetic")
-    with cli.Run(f"model_selection_{dataset}", build_parser(dataset), argv) as run:
+    dataset = runner.peek_choice(argv, "--data", DATASETS, "synthetic")
+    with runner.Run(f"model_selection_{dataset}", build_parser(dataset), argv) as run:
         args = run.args
         x, y, x_test, y_test, model, summary = load(args)
         n_fold_train = (len(x) // args.k) * (args.k - 1)
@@ -70,11 +70,11 @@ def main(argv=None):
                 f"{args.k * len(lambdas) * len(seeds)} models in one program, {args.epochs} epochs")
         sel = select_lambda(model, None, x, y, lambdas, key=jax.random.key(args.seed), k=args.k, seeds=seeds,
                             epochs=args.epochs, batch_size=args.batch_size, hparams=hparams, loss="squared",
-                            train=functools.partial(run_sweep, run, "cross_validation",
+                            train=functools.partial(run.sweep, "cross_validation",
                                                     progress_every=max(1, args.epochs // 4)))
         # the test curve: each λ trained on the whole training set, scored on the test set
         members = grid(seeds, lam=lambdas, **hparams)
-        test = run_sweep(run, "full_train", model, None, (x, y, x_test, y_test), members, epochs=args.epochs,
+        test = run.sweep("full_train", model, None, (x, y, x_test, y_test), members, epochs=args.epochs,
                          loss="squared", progress_every=max(1, args.epochs // 4))
         test_stats = group_stats(members.configs, test.final("test_loss"), ["lam"])
         test_mean = np.array([s["mean"] for s in test_stats])
@@ -115,4 +115,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.script(main)
+    runner.script(main)

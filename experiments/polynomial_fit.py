@@ -17,12 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from regjax import cli
+from regjax import runner
 from regjax.data import polynomial_data
+from regjax.engine import grid
 from regjax.models.adapters import scratch_linreg
-from regjax.report import plot_histories
-from regjax.sweep import grid, run_sweep
-from regjax.sweep_plots import plot_panels
+from regjax.plots import plot_histories, plot_panels
 
 SWEEP_NOISES = (0.1, 0.3, 1.0)
 SWEEP_N_TRAIN = (20, 100, 1000)
@@ -30,14 +29,14 @@ SWEEP_DRAWS = 10
 
 
 def main(argv=None):
-    p = cli.parser(__doc__, epochs=400, lr=0.02, batch_size=10, out="runs/polynomial_fit")
-    p.add_argument("--features", type=cli.positive_int, nargs="+", default=[4, 2, 20], help="feature counts to fit")
-    p.add_argument("--lam", type=cli.nonnegative_float, default=0.0, help="weight decay for the 20-feature fit")
-    p.add_argument("--overfit-epochs", type=cli.positive_int, default=None,
+    p = runner.parser(__doc__, epochs=400, lr=0.02, batch_size=10, out="runs/polynomial_fit")
+    p.add_argument("--features", type=runner.positive_int, nargs="+", default=[4, 2, 20], help="feature counts to fit")
+    p.add_argument("--lam", type=runner.nonnegative_float, default=0.0, help="weight decay for the 20-feature fit")
+    p.add_argument("--overfit-epochs", type=runner.positive_int, default=None,
                    help="epochs of the 20-feature fit (default: --epochs x 1500/400, D2L's 1500 for 400)")
     p.add_argument("--sweep", action="store_true",
                    help="also sweep noise x n_train x data draws (4 vs 20 features, --overfit-epochs epochs)")
-    with cli.Run("polynomial_fit", p, argv) as run:
+    with runner.Run("polynomial_fit", p, argv) as run:
         args = run.args
         run.set_dataset({"name": "polynomial", "n_train": 100, "n_test": 100}, n_train=100)
         data_key, train_key = jax.random.split(jax.random.key(args.seed))
@@ -98,7 +97,7 @@ def overfit_sweep(run, epochs: int) -> dict:
                     datasets.append({"features": k, "noise": noise, "draw": draw})
         data = tuple(jnp.stack(a) for a in zip(*arrays))
         members = grid([args.seed], datasets=datasets, lr=args.lr)
-        result = run_sweep(run, f"overfit sweep n_train={n_train}", scratch_linreg(20, use_bias=False), None, data,
+        result = run.sweep(f"overfit sweep n_train={n_train}", scratch_linreg(20, use_bias=False), None, data,
                            members, epochs=epochs, batch_size=min(args.batch_size, n_train), loss="squared",
                            progress_every=epochs)
         test = result.history.metric("test_loss").reshape(epochs, len(SWEEP_NOISES), SWEEP_DRAWS, 2)
@@ -151,4 +150,4 @@ def _overfit_check(rows):
 
 
 if __name__ == "__main__":
-    cli.script(main)
+    runner.script(main)

@@ -5,18 +5,18 @@ overflow: with a large ``--logit-scale`` the run diverges and says so, exit 3); 
 version."""
 from __future__ import annotations
 
-from regjax import cli, naive_softmax_cross_entropy, softmax_cross_entropy
+from regjax import naive_softmax_cross_entropy, runner, softmax_cross_entropy
 from regjax.models.adapters import softmax_regression_model
-from regjax.report import plot_histories
+from regjax.plots import plot_histories
 
 
 def main(argv=None):
-    p = cli.parser(__doc__, epochs=10, lr=0.1, batch_size=256, out="runs/softmax_regression",
+    p = runner.parser(__doc__, epochs=10, lr=0.1, batch_size=256, out="runs/softmax_regression",
                    impls=["scratch", "flax"], image_dataset=True)
     p.add_argument("--naive", action="store_true", help="use the naive (overflowing) softmax cross-entropy")
-    p.add_argument("--logit-scale", type=cli.positive_float, default=1.0,
+    p.add_argument("--logit-scale", type=runner.positive_float, default=1.0,
                    help="multiply the inputs by this (e.g. 1000) to push logits where exp overflows")
-    with cli.Run("softmax_regression", p, argv) as run:
+    with runner.Run("softmax_regression", p, argv) as run:
         args = run.args
         if args.naive and args.impl != "scratch":
             run.error("--naive applies to --impl scratch only")
@@ -28,7 +28,7 @@ def main(argv=None):
         name = f"softmax ({'naive' if args.naive else 'stable'} CE, {args.impl})"
         run.say(f"dataset: {ds.name} ({ds.source}); {epochs} epochs")
         model = softmax_regression_model(args.impl, x_tr.shape[1], 10)
-        optimizer, hparams = cli.sgd_route(args)
+        optimizer, hparams = runner.sgd_route(args)
         _, history = run.fit(name, model, optimizer, data, epochs=epochs, hparams=hparams, loss=loss,
                              task="classification")
         final = history.final()
@@ -39,4 +39,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.script(main)
+    runner.script(main)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Vectorized sweeps: many configurations trained as ONE compiled program (``regjax.sweep``: jax.vmap over a
+"""Vectorized sweeps: many configurations trained as ONE compiled program (``regjax.engine.sweep``: jax.vmap over a
 member axis of hyperparameters and seeds), with the wall time against training the same configurations one
 after another -- (a) the same compiled single-run program in a Python loop (the fair best case), and (b) a loop
-of ``regjax.train.fit`` calls (the natural path). Measured, not estimated.
+of ``regjax.engine.fit`` calls (the natural path). Measured, not estimated.
 
 --what weight_decay   D2L §3.7's problem (n 20, d 200, batch 5, lr 0.003, 100 epochs): 16 λ (0 and 3·10^(j/4),
                       j = −8..6: 0.03 ... 95) × 8 seeds -> final train/test loss and ‖w‖ against λ, mean ± std
@@ -21,13 +21,11 @@ import time
 import jax
 import numpy as np
 
-from regjax import cli, decayed_sgd
-from regjax.exercises import weight_decay_problem
+from regjax import decayed_sgd, runner
+from regjax.engine import fit, grid, group_stats, train_sequentially
 from regjax.models.adapters import scratch_mlp
-from regjax.optim import sgd
-from regjax.sweep import grid, group_stats, run_sweep, train_sequentially
-from regjax.sweep_plots import plot_heatmap, plot_panels
-from regjax.train import fit
+from regjax.plots import plot_heatmap, plot_panels
+from regjax.probes import weight_decay_problem
 
 WHATS = ("weight_decay", "dropout", "lr")
 DEFAULTS = {"weight_decay": dict(epochs=100, lr=0.003, batch_size=5),
@@ -40,36 +38,36 @@ DEFAULT_LRS = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
 
 def build_parser(what: str) -> argparse.ArgumentParser:
     image = what != "weight_decay"
-    p = cli.parser(__doc__, out=f"runs/sweep_{what}", image_dataset=image, impls=["scratch", "optax"],
+    p = runner.parser(__doc__, out=f"runs/sweep_{what}", image_dataset=image, impls=["scratch", "optax"],
                    **DEFAULTS[what])
     p.add_argument("--what", choices=WHATS, default="weight_decay")
-    p.add_argument("--seeds", type=cli.positive_int, default=8 if what == "weight_decay" else 1,
+    p.add_argument("--seeds", type=runner.positive_int, default=8 if what == "weight_decay" else 1,
                    help="seeds per configuration: member seeds are --seed, --seed+1, ...")
-    p.add_argument("--chunk-size", type=cli.positive_int, default=None,
+    p.add_argument("--chunk-size", type=runner.positive_int, default=None,
                    help="members per compiled call (default: measured against the free memory)")
-    p.add_argument("--checkpoint-interval", type=cli.nonnegative_float, default=1.0,
+    p.add_argument("--checkpoint-interval", type=runner.nonnegative_float, default=1.0,
                    help="seconds between sweep checkpoints (0: after every epoch); the last epoch is always saved")
     p.add_argument("--baselines", choices=["both", "compiled", "none"], default="both",
                    help="time the sequential baselines: (a) the compiled single-run program in a loop and (b) a "
                         "loop of fit calls ('compiled': (a) only)")
     if what == "weight_decay":
-        p.add_argument("--lambdas", type=cli.nonnegative_float, nargs="+", default=DEFAULT_LAMBDAS)
-        p.add_argument("--n-train", type=cli.positive_int, default=20)
-        p.add_argument("--n-test", type=cli.positive_int, default=100)
-        p.add_argument("--num-inputs", type=cli.positive_int, default=200)
+        p.add_argument("--lambdas", type=runner.nonnegative_float, nargs="+", default=DEFAULT_LAMBDAS)
+        p.add_argument("--n-train", type=runner.positive_int, default=20)
+        p.add_argument("--n-test", type=runner.positive_int, default=100)
+        p.add_argument("--num-inputs", type=runner.positive_int, default=200)
     elif what == "dropout":
-        p.add_argument("--rates", type=cli.rate, nargs="+", default=DEFAULT_RATES,
+        p.add_argument("--rates", type=runner.rate, nargs="+", default=DEFAULT_RATES,
                        help="values of each layer's drop rate: the grid is their square")
-        p.add_argument("--hidden", type=cli.positive_int, nargs=2, default=(256, 256), metavar=("H1", "H2"))
+        p.add_argument("--hidden", type=runner.positive_int, nargs=2, default=(256, 256), metavar=("H1", "H2"))
     else:
-        p.add_argument("--lrs", type=cli.positive_float, nargs="+", default=DEFAULT_LRS)
-        p.add_argument("--hidden", type=cli.positive_int, nargs=2, default=(256, 256), metavar=("H1", "H2"))
+        p.add_argument("--lrs", type=runner.positive_float, nargs="+", default=DEFAULT_LRS)
+        p.add_argument("--hidden", type=runner.positive_int, nargs=2, default=(256, 256), metavar=("H1", "H2"))
     return p
 
 
 def main(argv=None):
-    what = cli.peek_choice(argv, "--what", WHATS, "weight_decay")
-    with cli.Run(f"sweep_{what}", build_parser(what), argv) as run:
+    what = runner.peek_choice(argv, "--what", WHATS, "weight_decay")
+    with runner.Run(f"sweep_{what}", build_parser(what), argv) as run:
         out = {"weight_decay": weight_decay, "dropout": dropout, "lr": learning_rate}[what](run)
         run.finish(out)
     return out
@@ -124,7 +122,7 @@ def dropout(run):
     rates = [float(r) for r in args.rates]
     pairs = [(r1, r2) for r1 in rates for r2 in rates]
     model = scratch_mlp(data[0].shape[1], tuple(args.hidden), 10, (0.0, 0.0), "normal")
-    optimizer, fixed = _route(args)
+    optimizer, fixed = runner.sgd_route(args)
     members = grid(range(args.seed, args.seed + args.seeds), rates=pairs, **fixed)
     result, seconds = _timed_sweep(run, "dropout", model, optimizer, data, members, epochs=epochs,
                                    progress_every=max(1, epochs // 10))
@@ -148,7 +146,7 @@ def learning_rate(run):
     ds, data, epochs = _images(run)
     lrs = [float(v) for v in args.lrs]
     model = scratch_mlp(data[0].shape[1], tuple(args.hidden), 10, (0.2, 0.5), "normal")
-    optimizer, _ = _route(args)  # scratch SGD, or optax SGD with the learning rate injected (traced)
+    optimizer, _ = runner.sgd_route(args)  # scratch SGD, or optax SGD with the learning rate injected (traced)
     members = grid(range(args.seed, args.seed + args.seeds), lr=lrs, rates=[(0.2, 0.5)])
     result, seconds = _timed_sweep(run, "lr", model, optimizer, data, members, epochs=epochs,
                                    progress_every=max(1, epochs // 10))
@@ -192,11 +190,6 @@ def _images(run):
     return ds, data, epochs
 
 
-def _route(args):
-    """(optimizer, fixed hparams) for --impl: scratch SGD, or optax SGD with lr injected."""
-    return (None, {"lr": args.lr}) if args.impl == "scratch" else (sgd(args.lr), {"lr": args.lr})
-
-
 def _lookup(stats, rates):
     for s in stats:
         if s["rates"] == rates:
@@ -208,7 +201,7 @@ def _timed_sweep(run, name, model, optimizer, data, members, *, epochs=None, **k
     epochs = run.args.epochs if epochs is None else epochs
     run.say(f"[{name}] {len(members)} members in one compiled program, {epochs} epochs")
     t0 = time.perf_counter()
-    result = run_sweep(run, name, model, optimizer, data, members, epochs=epochs, chunk_size=run.args.chunk_size,
+    result = run.sweep(name, model, optimizer, data, members, epochs=epochs, chunk_size=run.args.chunk_size,
                        checkpoint_interval_s=run.args.checkpoint_interval, **kwargs)
     seconds = time.perf_counter() - t0
     run.say(f"[{name}] member table (config, status, per-epoch and final metrics): "
@@ -262,4 +255,4 @@ def _baselines(run, model, optimizer, data, members, result, sweep_wall, *, epoc
 
 
 if __name__ == "__main__":
-    cli.script(main)
+    runner.script(main)

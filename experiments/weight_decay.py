@@ -7,19 +7,19 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from regjax import cli, decayed_sgd
+from regjax import decayed_sgd, runner
 from regjax.data import synthetic_linear
 from regjax.models.adapters import scratch_linreg
-from regjax.report import plot_histories
+from regjax.plots import plot_histories
 
 
 def main(argv=None):
-    p = cli.parser(__doc__, epochs=100, lr=0.003, batch_size=5, out="runs/weight_decay", impls=["scratch", "optax"])
-    p.add_argument("--lambdas", type=cli.nonnegative_float, nargs="+", default=[0.0, 3.0])
-    p.add_argument("--n-train", type=cli.positive_int, default=20)
-    p.add_argument("--n-test", type=cli.positive_int, default=100)
-    p.add_argument("--num-inputs", type=cli.positive_int, default=200)
-    with cli.Run("weight_decay", p, argv) as run:
+    p = runner.parser(__doc__, epochs=100, lr=0.003, batch_size=5, out="runs/weight_decay", impls=["scratch", "optax"])
+    p.add_argument("--lambdas", type=runner.nonnegative_float, nargs="+", default=[0.0, 3.0])
+    p.add_argument("--n-train", type=runner.positive_int, default=20)
+    p.add_argument("--n-test", type=runner.positive_int, default=100)
+    p.add_argument("--num-inputs", type=runner.positive_int, default=200)
+    with runner.Run("weight_decay", p, argv) as run:
         args = run.args
         run.set_dataset({"name": "synthetic_linear", "n_train": args.n_train, "n_test": args.n_test,
                          "d": args.num_inputs}, n_train=args.n_train)
@@ -51,4 +51,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.script(main)
+    runner.script(main)

@@ -1,15 +1,25 @@
-"""What models and the training engine share, and nothing else: ``Model``, ``TrainState``, the task names.
+"""What models and the training engine share, and nothing else: ``Model``, ``TrainState``, the task names and the
+type vocabulary of the public API.
 
-``regjax.models`` builds ``Model``s and ``regjax.train`` trains them; both import this module and neither
+``regjax.models`` builds ``Model``s and ``regjax.engine`` trains them; both import this module and neither
 imports the other, so the models layer never depends on the engine.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Tuple
 
 import jax
 
-__all__ = ["Model", "TrainState", "TASKS"]
+__all__ = ["Model", "TrainState", "TASKS", "Array", "ArrayLike", "PRNGKey", "PyTree", "Data"]
+
+# The vocabulary of annotations, as optax has it: ``Array`` for what a function returns, ``ArrayLike`` for what
+# it accepts (JAX or NumPy arrays, Python scalars), ``PRNGKey`` for a typed key (``jax.random.key``).
+Array = jax.Array
+ArrayLike = jax.typing.ArrayLike
+PRNGKey = jax.Array
+PyTree = Any
+# ``(x_train, y_train, x_test, y_test)``: what the engine trains and evaluates on.
+Data = Tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike]
 
 TASKS = ("classification", "regression")
 

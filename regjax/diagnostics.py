@@ -5,33 +5,27 @@ constant initialization, and the norms of products of random matrices (exploding
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 
+from regjax.base import Array, ArrayLike, PRNGKey, PyTree
 from regjax.losses import softmax_cross_entropy
+from regjax.models.scratch import mlp_layers
 
 __all__ = ["layer_statistics", "matrix_product_norms", "hidden_unit_spread"]
 
 
-def _forward(params, x, activation):
-    """Plain MLP forward (no dropout) that also returns every hidden activation."""
-    n = len(params)
-    h, hidden = x, []
-    for i in range(n - 1):
-        h = activation(h @ params[f"dense{i}"]["kernel"] + params[f"dense{i}"]["bias"])
-        hidden.append(h)
-    return h @ params[f"dense{n - 1}"]["kernel"] + params[f"dense{n - 1}"]["bias"], hidden
-
-
-def layer_statistics(params, x, y, activation=jax.nn.relu) -> dict:
+def layer_statistics(params: PyTree, x: ArrayLike, y: ArrayLike, activation: Callable = jax.nn.relu) -> dict:
     """For an MLP parameter dict: the variance of each hidden layer's activations, and the Frobenius norm of
     the cross-entropy gradient w.r.t. each layer's kernel (layer 0 = closest to the input)."""
 
     def loss(p):
-        logits, _ = _forward(p, x, activation)
+        logits, _ = mlp_layers(p, x, activation=activation)
         return jnp.mean(softmax_cross_entropy(logits, y))
 
-    _, hidden = _forward(params, x, activation)
+    _, hidden = mlp_layers(params, x, activation=activation)
     grads = jax.grad(loss)(params)
     return {
         "activation_var": [float(jnp.var(h)) for h in hidden],
@@ -39,7 +33,7 @@ def layer_statistics(params, x, y, activation=jax.nn.relu) -> dict:
     }
 
 
-def matrix_product_norms(key, num_matrices: int = 100, size: int = 4):
+def matrix_product_norms(key: PRNGKey, num_matrices: int = 100, size: int = 4) -> Array:
     """log10 of the Frobenius norms of the running products ``M_1 M_2 … M_k`` of N(0, 1) matrices,
     k = 1 … num_matrices: the exploding-gradient picture (D2L multiplies 100 random 4×4 matrices).
 
@@ -59,7 +53,7 @@ def matrix_product_norms(key, num_matrices: int = 100, size: int = 4):
     return log10_norms
 
 
-def hidden_unit_spread(params, layer: int = 0) -> float:
+def hidden_unit_spread(params: PyTree, layer: int = 0) -> float:
     """Largest difference between any two hidden units' incoming weights in ``dense{layer}`` (columns of the
     kernel): exactly 0 when symmetry was never broken."""
     k = params[f"dense{layer}"]["kernel"]

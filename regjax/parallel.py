@@ -1,9 +1,10 @@
 """Many devices and many hosts with JAX's own sharding: a ``Mesh`` with one ``'data'`` axis, GSPMD under
 ``jit``, and ``jax.distributed`` across processes. There is no second training loop and no hand-written
-communication: ``fit(..., mesh=data_mesh(8))`` runs the same compiled step with every batch split along the
+communication: ``fit(..., data_mesh=data_mesh(8))`` runs the same compiled step with every batch split along the
 mesh's ``'data'`` axis, parameters / optimizer state / BatchNorm state replicated, and XLA inserting the
 all-reduces (gradients, and the batch statistics of BatchNorm, which are therefore those of the *global* batch:
-synced BN for the scratch and the Flax models alike).
+synced BN for the scratch and the Flax models alike). A sweep takes the other split: ``sweep(...,
+member_mesh=member_mesh(8))`` puts whole members on each device (the ``'members'`` axis), the data replicated.
 
 Data placement: the training set is replicated on every device (these datasets are small: 60,000 x 784
 floats is 188 MB) and each epoch's shuffle and batching run inside the compiled epoch, as on one device; a
@@ -19,34 +20,49 @@ bit-reproducible (and so is resuming it).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-__all__ = ["DATA_AXIS", "data_mesh", "replicate", "batch_sharding", "initialize_distributed"]
+__all__ = ["DATA_AXIS", "MEMBER_AXIS", "data_mesh", "member_mesh", "replicate", "batch_sharding",
+           "initialize_distributed"]
 
 DATA_AXIS = "data"
+MEMBER_AXIS = "members"
 
 
-def data_mesh(devices=None) -> Mesh:
-    """A 1-D mesh over ``devices`` (an int: the first N of ``jax.devices()``; a list; ``None``: all of them)."""
-    if not jax.config.jax_threefry_partitionable:
-        raise RuntimeError("jax_threefry_partitionable is off: dropout masks would depend on the device count; "
-                           "turn it on with jax.config.update('jax_threefry_partitionable', True)")
+def _devices(devices: Any) -> list:
+    """``devices`` as a list: an int takes the first N of ``jax.devices()``, ``None`` all of them."""
     available = jax.devices()
     if devices is None:
-        devices = available
-    elif isinstance(devices, (int, np.integer)):
+        return available
+    if isinstance(devices, (int, np.integer)):
         if not 1 <= devices <= len(available):
             raise ValueError(f"devices must be in [1, {len(available)}] ({len(available)} {available[0].platform} "
                              f"device(s) available), got {devices}")
-        devices = available[:devices]
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
+        return available[:devices]
+    return list(devices)
 
 
-def replicate(tree, mesh: Mesh):
+def data_mesh(devices: Any = None) -> Mesh:
+    """A 1-D mesh with the ``'data'`` axis over ``devices`` (an int: the first N of ``jax.devices()``; a list;
+    ``None``: all of them), for ``fit(data_mesh=)``: every batch is split over it."""
+    if not jax.config.jax_threefry_partitionable:
+        raise RuntimeError("jax_threefry_partitionable is off: dropout masks would depend on the device count; "
+                           "turn it on with jax.config.update('jax_threefry_partitionable', True)")
+    return Mesh(np.asarray(_devices(devices)), (DATA_AXIS,))
+
+
+def member_mesh(devices: Any = None) -> Mesh:
+    """A 1-D mesh with the ``'members'`` axis over ``devices`` (as ``data_mesh``), for ``sweep(member_mesh=)``:
+    the members of a sweep are split over it, each device training whole members on replicated data."""
+    return Mesh(np.asarray(_devices(devices)), (MEMBER_AXIS,))
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
     """Place every leaf (host or device array, PRNG keys included) fully replicated on ``mesh``; in a
     multi-process run each process fills only its own devices, from its own copy of the value."""
     sharding = NamedSharding(mesh, P())

@@ -12,9 +12,8 @@ engine (whose built-in penalty ``hparams['lam']`` is L2): ``l1_decayed_sgd``'s Î
 """
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import math
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,5 @@
-"""Reporting: progress bars, one line per epoch, atomic ``results.json``, D2L-Animator-style PNG plots."""
+"""Reporting: progress bars, one line per epoch, the environment, and atomic writes (``results.json``,
+checkpoint bytes) -- nothing a user produced is ever half-written. The PNG writers are in ``regjax.plots``."""
 from __future__ import annotations
 
 import json
@@ -8,11 +9,15 @@ import platform
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, Callable, Optional
 
-__all__ = ["Progress", "epoch_line", "environment", "write_bytes_atomic", "write_json_atomic", "plot_histories", "plot_series"]
+import numpy as np
+
+__all__ = ["Progress", "epoch_line", "sweep_line", "environment", "json_safe", "write_bytes_atomic", "write_json_atomic", "umask"]
 
 
 def epoch_line(name: str, epoch: int, epochs: int, row: dict) -> str:
+    """One line per epoch: ``[name] epoch e/E | train loss .. | train acc .. | test loss .. | test acc .. | ex/s``."""
     parts = [f"[{name}] epoch {epoch + 1:>{len(str(epochs))}}/{epochs}", f"train loss {row['train_loss']:.4f}"]
     if row.get("train_accuracy") is not None:
         parts.append(f"train acc {row['train_accuracy']:.3f}")
@@ -23,6 +28,15 @@ def epoch_line(name: str, epoch: int, epochs: int, row: dict) -> str:
     return " | ".join(parts)
 
 
+def sweep_line(name: str, epoch: int, epochs: int, row: dict) -> str:
+    """One line per sweep epoch: the best member's test loss (and accuracy), how many diverged, the time."""
+    loss, acc, alive = np.asarray(row["test_loss"]), np.asarray(row["test_accuracy"]), np.asarray(row["alive"])
+    best = np.nanmin(loss) if np.isfinite(loss).any() else math.nan
+    acc_text = f" | best test acc {np.nanmax(acc):.4f}" if np.isfinite(acc).any() else ""
+    return (f"[{name}] epoch {epoch + 1:>{len(str(epochs))}}/{epochs} | {len(alive)} members | best test loss "
+            f"{best:.4g}{acc_text} | diverged {int((~alive).sum())} | {row['epoch_time_s']:.3f} s")
+
+
 class Progress:
     """A tqdm bar over epochs with live metrics, plus one concise line per epoch.
 
@@ -30,13 +44,16 @@ class Progress:
     Use ``progress.callback(name, epochs)`` as ``fit(..., on_epoch=...)``.
     """
 
-    def __init__(self, quiet: bool = False, stream=None):
+    def __init__(self, quiet: bool = False, stream: Any = None):
         self.quiet = quiet
         self.stream = stream or sys.stdout
         self.use_bar = (not quiet) and hasattr(self.stream, "isatty") and self.stream.isatty()
 
-    def callback(self, name: str, epochs: int, initial: int = 0):
-        """``on_epoch`` for ``fit``; ``initial`` epochs are already done (a resumed run)."""
+    def callback(self, name: str, epochs: int, initial: int = 0, every: int = 1,
+                 line: Callable[[str, int, int, dict], str] = epoch_line) -> Optional[Callable[[int, dict], None]]:
+        """``on_epoch`` for ``fit``/``sweep``: the bar (its postfix shows the row's scalar losses and
+        accuracies) and ``line(name, epoch, epochs, row)`` every ``every`` epochs and after the last (400 lines
+        would drown the result); ``initial`` epochs are already done (a resumed run). ``None`` when quiet."""
         if self.quiet:
             return None
         bar = None
@@ -47,15 +64,17 @@ class Progress:
 
         def on_epoch(epoch: int, row: dict):
             if bar is not None:
-                bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if v is not None and ("loss" in k or "acc" in k)})
+                bar.set_postfix({k: f"{v:.3f}" for k, v in row.items()
+                                 if isinstance(v, float) and ("loss" in k or "acc" in k)})
                 bar.update(1)
                 if epoch + 1 == epochs:
                     bar.close()
-            print(epoch_line(name, epoch, epochs, row), file=self.stream, flush=True)
+            if (epoch + 1) % every == 0 or epoch + 1 == epochs:
+                print(line(name, epoch, epochs, row), file=self.stream, flush=True)
 
         return on_epoch
 
-    def say(self, message: str):
+    def say(self, message: str) -> None:
         if not self.quiet:
             print(message, file=self.stream, flush=True)
 
@@ -78,20 +97,20 @@ def environment() -> dict:
     }
 
 
-def _clean(obj):
+def json_safe(obj: Any) -> Any:
     """JSON-safe: numpy/jax scalars to Python, non-finite floats to None (strict JSON has no NaN)."""
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if hasattr(obj, "tolist"):
-        return _clean(obj.tolist())
+        return json_safe(obj.tolist())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
 
 
-def write_bytes_atomic(path, data: bytes) -> Path:
+def write_bytes_atomic(path: Any, data: bytes) -> Path:
     """Write ``data`` to a temp file in the same folder, fsync, then rename over ``path``: readers (and a run
     interrupted mid-write) never see half a file. The file gets the usual permissions (0666 less the umask,
     like the plots), not ``mkstemp``'s private 0600."""
@@ -103,7 +122,7 @@ def write_bytes_atomic(path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -112,74 +131,14 @@ def write_bytes_atomic(path, data: bytes) -> Path:
     return path
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (read without changing it for longer than a moment)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def write_json_atomic(path, obj) -> Path:
+def write_json_atomic(path: Any, obj: Any) -> Path:
     """Strict JSON (NaN/inf become null), written atomically with ``write_bytes_atomic``."""
-    text = json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n"
+    text = json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
     return write_bytes_atomic(path, text.encode())
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=90, bbox_inches="tight")
-    os.replace(tmp, path)
-
-
-def plot_histories(histories: dict, path, title: str = "") -> Path:
-    """Loss (log scale) and, where present, accuracy vs epoch for each named run: solid train, dashed test."""
-    plt = _pyplot()
-    has_acc = any(h.test_accuracy and h.test_accuracy[0] is not None for h in histories.values())
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5.5, 3.6), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (name, h) in enumerate(histories.items()):
-        c = colors[i % len(colors)]
-        epochs = range(1, len(h.train_loss) + 1)
-        axes[0, 0].plot(epochs, h.train_loss, color=c, label=f"{name} train")
-        axes[0, 0].plot(epochs, h.test_loss, color=c, linestyle="--", label=f"{name} test")
-        if has_acc:
-            axes[0, 1].plot(epochs, h.train_accuracy, color=c, label=f"{name} train")
-            axes[0, 1].plot(epochs, h.test_accuracy, color=c, linestyle="--", label=f"{name} test")
-    axes[0, 0].set_yscale("log")
-    axes[0, 0].set(xlabel="epoch", ylabel="loss")
-    if has_acc:
-        axes[0, 1].set(xlabel="epoch", ylabel="accuracy")
-    for ax in axes[0]:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    _save(fig, path)
-    plt.close(fig)
-    return Path(path)
-
-
-def plot_series(series: dict, path, *, xlabel: str, ylabel: str, title: str = "", logy: bool = False) -> Path:
-    """Generic line plot: ``series`` maps a label to ``(x, y)``."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for label, (x, y) in series.items():
-        ax.plot(x, y, label=label)
-    if logy:
-        ax.set_yscale("log")
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    _save(fig, path)
-    plt.close(fig)
-    return Path(path)

@@ -1,17 +1,17 @@
 """Model selection: k-fold cross-validation of the weight-decay strength λ, vectorized over folds × λ × seeds
 (D2L §3.7 exercise "use a validation set to find the optimal λ -- is it really optimal?", §3.6.2 k-fold).
 
-Every (fold, λ, seed) is one member of ONE ``regjax.sweep`` program; each fold's members train on that fold's
+Every (fold, λ, seed) is one member of ONE ``regjax.engine.sweep`` program; each fold's members train on that fold's
 training part and are validated on its held-out part -- with their *own* parameters (d2l's ``k_fold`` helper
 evaluates every fold with the last fold's model). Members of one seed share their initial parameters across
 folds and λ (common random numbers: the curve's differences are not seed noise).
 
-Folds are of equal size (one compiled program needs equal shapes): a key-driven permutation of the n examples is
-cut into k folds of ``n // k``; the ``n mod k`` examples left over (fewer than k) take no part in the
-cross-validation. The curve is the final-epoch validation metric averaged over seeds, then its mean and sample
-standard deviation (ddof=1) over folds; the standard error is ``std / sqrt(k)``. The one-standard-error λ is
-the *largest* λ (the most regularized, simplest model) whose mean is within one standard error of the best
-mean (Hastie, Tibshirani & Friedman, ESL §7.10).
+Folds are of equal size (one compiled program needs equal shapes): ``regjax.data.kfold.equal_folds`` cuts a
+key-driven permutation of the n examples into k folds of ``n // k``; the ``n mod k`` examples left over (fewer
+than k) take no part in the cross-validation (d2l's ``get_k_fold_data`` rule). The curve is the final-epoch
+validation metric averaged over seeds, then its mean and sample standard deviation (ddof=1) over folds; the
+standard error is ``std / sqrt(k)``. The one-standard-error λ is the *largest* λ (the most regularized, simplest
+model) whose mean is within one standard error of the best mean (Hastie, Tibshirani & Friedman, ESL §7.10).
 
 ``ridge_closed_form`` is the exact minimizer of the objective the engine trains -- ``(1/n)·Σ ½(xᵢᵀw + b − yᵢ)²
 + λ·½‖w‖²``, bias unpenalized: setting the gradients to zero gives ``b = ȳ − x̄ᵀw`` and, with centred data,
@@ -21,40 +21,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Tuple
 
-import jax
 import numpy as np
 
 from regjax._checks import as_count, check_nonnegative
-from regjax.sweep import Members, SweepResult, grid, sweep
+from regjax.base import ArrayLike, Model, PRNGKey
+from regjax.data.kfold import equal_folds, fold_data
+from regjax.engine import Members, SweepResult, grid, sweep
 
 __all__ = ["equal_folds", "fold_data", "kfold_members", "select_lambda", "Selection", "curve", "one_se_index",
            "ridge_closed_form"]
 
 
-def equal_folds(n: int, k: int, key) -> np.ndarray:
-    """``(k, n // k)`` validation indices, one row per fold, from a ``key``-driven permutation; the
-    ``n mod k`` examples left over belong to no fold (documented above)."""
-    n, k = as_count(n, "n", 2), as_count(k, "k", 2)
-    if k > n:
-        raise ValueError(f"k ({k}) must be <= n ({n})")
-    size = n // k
-    order = np.asarray(jax.random.permutation(key, n))[: k * size]
-    return np.sort(order.reshape(k, size), axis=1)
-
-
-def fold_data(x, y, folds: np.ndarray):
-    """Stacked ``(x_train, y_train, x_val, y_val)`` with a leading fold axis: fold ``i`` validates on
-    ``folds[i]`` and trains on every other fold (in index order)."""
-    x, y = np.asarray(x), np.asarray(y)
-    k = len(folds)
-    train = np.stack([np.sort(np.concatenate([folds[j] for j in range(k) if j != i])) for i in range(k)])
-    return x[train], y[train], x[folds], y[folds]
-
-
-def kfold_members(lambdas: Sequence[float], k: int, *, seeds=(0,), lam_key: str = "lam",
-                  hparams: Optional[dict] = None, key_fn=None) -> Members:
+def kfold_members(lambdas: Sequence[float], k: int, *, seeds: Sequence[int] = (0,), lam_key: str = "lam",
+                  hparams: Optional[dict] = None, key_fn: Optional[Callable] = None) -> Members:
     """Members fold × λ × seed (seed fastest); ``hparams`` (numbers) are fixed for all, e.g. ``{'lr': 0.01}``."""
     fixed = {name: float(v) for name, v in (hparams or {}).items()}
     if lam_key in fixed:
@@ -63,7 +44,7 @@ def kfold_members(lambdas: Sequence[float], k: int, *, seeds=(0,), lam_key: str 
     return grid(seeds, folds=k, key_fn=key_fn, **{lam_key: lambdas}, **fixed)
 
 
-def curve(values: np.ndarray) -> tuple:
+def curve(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(mean, std, se)`` over folds of a ``(k, L)`` array: sample std (ddof=1), se = std / sqrt(k)."""
     k = values.shape[0]
     mean = values.mean(axis=0)
@@ -71,7 +52,7 @@ def curve(values: np.ndarray) -> tuple:
     return mean, std, std / math.sqrt(k)
 
 
-def one_se_index(lambdas, mean, se, *, maximize: bool = False) -> tuple:
+def one_se_index(lambdas: ArrayLike, mean: ArrayLike, se: ArrayLike, *, maximize: bool = False) -> Tuple[int, int]:
     """``(best, one_se)`` indices: the best mean (non-finite means excluded) and the largest λ whose mean is
     within one standard error of it."""
     lambdas, mean, se = map(np.asarray, (lambdas, mean, se))
@@ -106,17 +87,18 @@ class Selection:
                 "one_se_lambda": self.one_se_lambda}
 
 
-def select_lambda(model, optimizer, x, y, lambdas: Sequence[float], *, key, epochs: int, batch_size: int, k: int = 5,
-                  seeds: Sequence[int] = (0,), hparams: Optional[dict] = None, lam_key: str = "lam",
-                  loss="squared", task=None, metric: str = "loss", train: Callable = sweep,
-                  **sweep_kwargs) -> Selection:
+def select_lambda(model: Model, optimizer: Any, x: ArrayLike, y: ArrayLike, lambdas: Sequence[float], *,
+                  key: PRNGKey, epochs: int, batch_size: int, k: int = 5, seeds: Sequence[int] = (0,),
+                  hparams: Optional[dict] = None, lam_key: str = "lam", loss: Any = "squared",
+                  task: Optional[str] = None, metric: str = "loss", train: Callable = sweep,
+                  **sweep_kwargs: Any) -> Selection:
     """k-fold cross-validation of λ (``hparams[lam_key]``: ``'lam'`` -- the L2 penalty in the loss -- or
     ``'weight_decay'`` for an injectable decayed optimizer) in one vectorized sweep over folds × λ × seeds.
 
     ``key`` draws the folds; each member's training key is ``jax.random.key(seed)``. ``hparams`` holds the
     fixed hyperparameters (``{'lr': ...}``). ``metric``: ``'loss'`` (minimized) or ``'accuracy'``
-    (maximized, classification). ``train`` is the sweep function (``regjax.sweep.sweep``, or a runner's
-    ``functools.partial(run_sweep, run, name)`` for checkpoints and resume); ``sweep_kwargs`` go to it.
+    (maximized, classification). ``train`` is the sweep function (``regjax.engine.sweep``, or a runner's
+    ``functools.partial(run.sweep, name)`` for checkpoints and resume); ``sweep_kwargs`` go to it.
     """
     if metric not in ("loss", "accuracy"):
         raise ValueError(f"metric must be 'loss' or 'accuracy', got {metric!r}")
@@ -135,7 +117,7 @@ def select_lambda(model, optimizer, x, y, lambdas: Sequence[float], *, key, epoc
                      result)
 
 
-def ridge_closed_form(x, y, lam: float) -> tuple:
+def ridge_closed_form(x: ArrayLike, y: ArrayLike, lam: float) -> Tuple[np.ndarray, float]:
     """``(w, b)`` minimizing ``mean ½(xᵢᵀw + b − yᵢ)² + λ·½‖w‖²`` (bias unpenalized), in float64:
     ``w = (XcᵀXc + nλI)⁻¹ Xcᵀ yc`` on centred data, ``b = ȳ − x̄ᵀw``."""
     check_nonnegative(lam, "lam")

@@ -1,5 +1,5 @@
 """The D2L-exercise pieces: ``l1_penalty`` / ``add_l1_decay`` / ``l1_decayed_sgd`` (hand-computed, check_grads,
-the decay route equals the penalty's gradient), ``regjax.exercises`` (hidden activations equal the model's own
+the decay route equals the penalty's gradient), ``regjax.probes`` (hidden activations equal the model's own
 forward pass, masks included; dropout at test time; biases in front of BN removed), and the experiments that
 answer the exercises (exercises.py, model_selection.py, sweep.py --what dropout/lr, polynomial_fit.py --sweep)
 end to end with tiny settings."""
@@ -14,7 +14,7 @@ import optax
 import pytest
 from jax.test_util import check_grads
 
-from regjax.exercises import hidden_variances, mlp_hidden, predict_with_dropout, without_biases
+from regjax.probes import hidden_variances, mlp_hidden, predict_with_dropout, without_biases
 from regjax.models import scratch
 from regjax.models.adapters import scratch_lenet_bn, scratch_mlp
 from regjax.penalty import add_l1_decay, l1_decayed_sgd, l1_penalty

@@ -17,8 +17,8 @@ from regjax.data import load_diabetes, synthetic_linear
 from regjax.models.adapters import scratch_linreg
 from regjax.selection import (curve, equal_folds, fold_data, kfold_members, one_se_index, ridge_closed_form,
                               select_lambda)
-from regjax.sweep import grid, sweep
-from regjax.train import fit
+from regjax.engine import grid, sweep
+from regjax.engine import fit
 
 
 def _ridge_check(result, x, y, lams, w_tol):

@@ -1,4 +1,4 @@
-"""regjax.sweep: every member equals the same configuration trained alone with ``fit`` (dropout MLP, §3.7 linear
+"""regjax.engine.sweep: every member equals the same configuration trained alone with ``fit`` (dropout MLP, §3.7 linear
 regression with λ on both routes, LeNet-BN with its BN state), chunked == unchunked, the chunk size from measured
 bytes, per-member divergence, the member table, and interruption + resume through the real CLI.
 
@@ -26,8 +26,8 @@ from regjax import decayed_sgd
 from regjax.data import synthetic_linear
 from regjax.models.adapters import scratch_lenet_bn, scratch_linreg, scratch_mlp
 from regjax.optim import sgd
-from regjax.sweep import Members, SweepHistory, available_memory, grid, group_stats, plan_chunk_size, sweep
-from regjax.train import Diverged, fit
+from regjax.engine import Members, SweepHistory, available_memory, grid, group_stats, plan_chunk_size, sweep
+from regjax.engine import Diverged, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 RTOL, ATOL = 1e-5, 1e-6

@@ -9,7 +9,7 @@ import pytest
 from regjax.data import epoch_batches, flatten_images, load_digits
 from regjax.models.adapters import lenet_bn_model, mlp_model, scratch_linreg
 from regjax.report import write_json_atomic
-from regjax.train import fit, init_state, make_epoch, make_evaluate, make_step, run_steps
+from regjax.engine import fit, init_state, make_epoch, make_evaluate, make_step, run_steps
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_write_json_atomic_never_leaves_half_a_file(tmp_path):
 
 from regjax.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
 from regjax.optim import decayed_sgd, sgd  # noqa: E402
-from regjax.train import Diverged, History  # noqa: E402
+from regjax.engine import Diverged, History  # noqa: E402
 
 
 def _leaves_equal(a, b):
@@ -282,8 +282,8 @@ def test_models_layer_does_not_import_the_engine():
     import subprocess
     import sys
 
-    code = ("import sys, regjax.models, regjax.models.adapters, regjax.models.flax; "
-            "print('regjax.train' in sys.modules)")
+    code = ("import sys, regjax.models, regjax.models.adapters, regjax.models.linen; "
+            "print('regjax.engine' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
 

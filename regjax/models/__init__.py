@@ -1,14 +1,19 @@
 """Models in two versions with one parameter layout.
 
 ``regjax.models.scratch`` holds pure functions (``init_*`` builds the parameter dict, the model function
-applies it); ``regjax.models.flax`` holds the ``flax.linen`` modules. Layers carry the same names in both
+applies it); ``regjax.models.linen`` holds the ``flax.linen`` modules;
+``regjax.models.adapters`` wraps either as a ``regjax.base.Model`` for the engine. Layers carry the same names in both
 (``dense0``, ``conv0``, ``bn0``, …) and Flax's own leaf names (``kernel``/``bias``, ``scale``/``bias``,
 ``mean``/``var``), so scratch ``params`` *are* Flax's ``variables['params']`` and scratch BN ``state`` *is*
 ``variables['batch_stats']``: no converter needed (see ``to_flax_variables`` / ``from_flax_variables``).
 """
 from __future__ import annotations
 
+from typing import Any, Callable, Optional, Tuple
+
 import jax
+
+from regjax.base import PyTree
 
 INITIALIZERS = {
     # D2L's default for the MLP chapters: N(0, 0.01²).
@@ -22,7 +27,7 @@ INITIALIZERS = {
 }
 
 
-def get_initializer(init):
+def get_initializer(init: Any) -> Callable:
     """An initializer from a name in ``INITIALIZERS`` or a ``jax.nn.initializers`` callable, passed through."""
     if callable(init):
         return init
@@ -31,7 +36,7 @@ def get_initializer(init):
     return INITIALIZERS[init]()
 
 
-def to_flax_variables(params, state=None):
+def to_flax_variables(params: PyTree, state: Optional[PyTree] = None) -> dict:
     """Scratch ``(params, state)`` -> Flax ``variables`` (the layouts are the same; this only nests them)."""
     variables = {"params": params}
     if state:
@@ -39,6 +44,6 @@ def to_flax_variables(params, state=None):
     return variables
 
 
-def from_flax_variables(variables):
+def from_flax_variables(variables: dict) -> Tuple[PyTree, PyTree]:
     """Flax ``variables`` -> scratch ``(params, state)``."""
     return variables["params"], variables.get("batch_stats", {})

@@ -1,16 +1,17 @@
 """From-scratch models as pure functions over parameter dicts (D2L §3.2, §4.2, §5.2, §5.6, §8.5).
 
 Parameter layout is Flax's (``{'dense0': {'kernel': (in, out), 'bias': (out,)}, …}``), so the Flax modules in
-``regjax.models.flax`` can be fed the very same dicts. Images are NHWC.
+``regjax.models.linen`` can be fed the very same dicts. Images are NHWC.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn  # only its pure pooling function
 
+from regjax.base import Array, ArrayLike, PRNGKey, PyTree
 from regjax.batchnorm import batch_norm, batch_norm_init
 from regjax.dropout import dropout
 from regjax.models import get_initializer
@@ -18,7 +19,7 @@ from regjax.models import get_initializer
 __all__ = [
     "init_linreg", "linreg",
     "init_softmax_regression", "softmax_regression",
-    "init_mlp", "mlp",
+    "init_mlp", "mlp", "mlp_layers",
     "init_lenet_bn", "lenet_bn",
 ]
 
@@ -42,7 +43,7 @@ def _flatten(x, num_inputs, name="x"):
 
 # --- linear and softmax regression -------------------------------------------------------------------------
 
-def init_linreg(key, num_inputs: int, weight_init="normal", use_bias: bool = True):
+def init_linreg(key: PRNGKey, num_inputs: int, weight_init: Any = "normal", use_bias: bool = True) -> PyTree:
     """``{'dense0': {'kernel': (d, 1), 'bias': (1,)}}`` with N(0, 0.01²) weights by default, zero bias.
 
     ``use_bias=False`` leaves out the bias (D2L's polynomial fit, whose x⁰ feature plays that role).
@@ -53,24 +54,26 @@ def init_linreg(key, num_inputs: int, weight_init="normal", use_bias: bool = Tru
     return {"dense0": layer}
 
 
-def linreg(params, x):
+def linreg(params: PyTree, x: ArrayLike) -> Array:
     """``X w + b``: (N, d) -> (N, 1), as in D2L."""
     return _dense(params["dense0"], _flatten(x, params["dense0"]["kernel"].shape[0]))
 
 
-def init_softmax_regression(key, num_inputs: int = 784, num_outputs: int = 10, weight_init="normal"):
+def init_softmax_regression(key: PRNGKey, num_inputs: int = 784, num_outputs: int = 10,
+                            weight_init: Any = "normal") -> PyTree:
+    """``{'dense0': {'kernel': (d, q), 'bias': (q,)}}``: one dense layer to ``num_outputs`` logits."""
     return {"dense0": _dense_init(key, num_inputs, num_outputs, weight_init)}
 
 
-def softmax_regression(params, x):
+def softmax_regression(params: PyTree, x: ArrayLike) -> Array:
     """Logits ``X W + b`` of images flattened to (N, d); the softmax lives in the loss."""
     return _dense(params["dense0"], _flatten(x, params["dense0"]["kernel"].shape[0]))
 
 
 # --- the dropout MLP ---------------------------------------------------------------------------------------
 
-def init_mlp(key, num_inputs: int = 784, hidden: Sequence[int] = (256, 256), num_outputs: int = 10,
-             weight_init="normal"):
+def init_mlp(key: PRNGKey, num_inputs: int = 784, hidden: Sequence[int] = (256, 256), num_outputs: int = 10,
+             weight_init: Any = "normal") -> PyTree:
     """Dense layers ``dense0 … dense{len(hidden)}``; D2L's MLP is 784-256-256-10 with N(0, 0.01²) weights."""
     sizes = [num_inputs, *hidden, num_outputs]
     if any((not isinstance(s, int)) or s < 1 for s in sizes):
@@ -79,22 +82,33 @@ def init_mlp(key, num_inputs: int = 784, hidden: Sequence[int] = (256, 256), num
     return {f"dense{i}": _dense_init(k, a, b, weight_init) for i, (k, a, b) in enumerate(zip(keys, sizes[:-1], sizes[1:]))}
 
 
-def mlp(params, x, *, key=None, train: bool = False, rates=(0.2, 0.5), activation=jax.nn.relu):
-    """ReLU MLP with inverted dropout after each hidden layer (D2L §5.6): returns logits.
+def mlp_layers(params: PyTree, x: ArrayLike, *, key: Optional[PRNGKey] = None, train: bool = False,
+               rates: Any = None, activation: Callable = jax.nn.relu) -> Tuple[Array, List[Array]]:
+    """The MLP's forward pass, layer by layer: ``(logits, hidden)`` where ``hidden[i]`` is hidden layer ``i``'s
+    output as the next layer sees it -- after the activation and, in training, after its inverted dropout.
 
-    ``rates[i]`` is the drop probability after hidden layer ``i`` (one per hidden layer; may be traced, e.g. a
-    vmapped sweep). Each layer's mask uses ``fold_in(key, i)``, so two layers never share a mask.
+    ``rates[i]`` is the drop probability after hidden layer ``i`` (one per hidden layer; ``None``: no dropout;
+    may be traced, e.g. a vmapped sweep). Each layer's mask uses ``fold_in(key, i)``, so two layers never share
+    a mask. ``mlp``, the probes of the D2L exercises and the initialisation diagnostics all run this one pass.
     """
     num_layers = len(params)
+    rates = (0.0,) * (num_layers - 1) if rates is None else rates
     rates = tuple(rates) if not hasattr(rates, "shape") else rates
     if len(rates) != num_layers - 1:
         raise ValueError(f"rates must give one drop rate per hidden layer ({num_layers - 1}), got {len(rates)}")
-    h = _flatten(x, params["dense0"]["kernel"].shape[0])
+    h, hidden = _flatten(x, params["dense0"]["kernel"].shape[0]), []
     for i in range(num_layers - 1):
         h = activation(_dense(params[f"dense{i}"], h))
         layer_key = None if key is None else jax.random.fold_in(key, i)
         h = dropout(h, rates[i], key=layer_key, train=train)
-    return _dense(params[f"dense{num_layers - 1}"], h)
+        hidden.append(h)
+    return _dense(params[f"dense{num_layers - 1}"], h), hidden
+
+
+def mlp(params: PyTree, x: ArrayLike, *, key: Optional[PRNGKey] = None, train: bool = False, rates: Any = (0.2, 0.5),
+        activation: Callable = jax.nn.relu) -> Array:
+    """ReLU MLP with inverted dropout after each hidden layer (D2L §5.6): returns logits (``mlp_layers``)."""
+    return mlp_layers(params, x, key=key, train=train, rates=rates, activation=activation)[0]
 
 
 # --- LeNet with batch normalization ------------------------------------------------------------------------
@@ -103,7 +117,8 @@ _LENET_CONVS = (("conv0", 6), ("conv1", 16))
 _LENET_DENSES = (("dense0", 120), ("dense1", 84))
 
 
-def init_lenet_bn(key, num_classes: int = 10, image_shape=(28, 28, 1), weight_init="xavier"):
+def init_lenet_bn(key: PRNGKey, num_classes: int = 10, image_shape: Sequence[int] = (28, 28, 1),
+                  weight_init: Any = "xavier") -> Tuple[PyTree, PyTree]:
     """LeNet-5 with BN (D2L §8.5): returns ``(params, state)``.
 
     conv0 5×5×6 → BN → sigmoid → avgpool 2 → conv1 5×5×16 → BN → sigmoid → avgpool 2 → dense0 120 → BN →
@@ -130,7 +145,8 @@ def _conv(p, x):
     return y + p["bias"]
 
 
-def lenet_bn(params, state, x, *, train: bool, momentum=0.9, eps=1e-5, axis_name=None, use_bn: bool = True):
+def lenet_bn(params: PyTree, state: PyTree, x: ArrayLike, *, train: bool, momentum: float = 0.9, eps: float = 1e-5,
+             axis_name: Optional[str] = None, use_bn: bool = True) -> Tuple[Array, PyTree]:
     """Apply LeNet-BN to NHWC images; returns ``(logits, new_state)``.
 
     ``use_bn=False`` skips the normalisation (the contrast D2L draws); the BN params are then unused.

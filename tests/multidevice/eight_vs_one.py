@@ -10,8 +10,8 @@ import regjax as rj
 from regjax.data import flatten_images, load_digits
 from regjax.models.adapters import lenet_bn_model, mlp_model
 from regjax.optim import sgd
-from regjax.parallel import data_mesh
-from regjax.train import fit
+from regjax.parallel import data_mesh, member_mesh
+from regjax.engine import fit
 
 assert jax.device_count() == 8
 out = {"threefry_partitionable": bool(jax.config.jax_threefry_partitionable)}
@@ -33,7 +33,7 @@ cases = {
     "lenet-bn flax": (lenet_bn_model("flax"), sgd(0.5), {}, lenet_data, 2),
 }
 for name, (model, opt, hp, data, epochs) in cases.items():
-    runs = [fit(model, opt, data, epochs=epochs, batch_size=64, key=jax.random.key(0), hparams=hp, mesh=mesh)
+    runs = [fit(model, opt, data, epochs=epochs, batch_size=64, key=jax.random.key(0), hparams=hp, data_mesh=mesh)
             for mesh in (None, data_mesh(8))]
     (s1, h1), (s8, h8) = runs
     out[name] = {"params": max_diff(s1.params, s8.params), "model_state": max_diff(s1.model_state, s8.model_state)
@@ -64,14 +64,15 @@ for layout, shape in (("NC", (64, 6)), ("NHWC", (64, 5, 5, 6))):
 
 # a sweep's member axis split over the 8 devices equals the unsharded sweep
 from regjax.models.adapters import scratch_linreg  # noqa: E402
-from regjax.sweep import grid, sweep  # noqa: E402
+from regjax.engine import grid, sweep  # noqa: E402
 
 xs = jax.random.normal(jax.random.key(5), (120, 20))
 ys = xs @ jnp.linspace(-1.0, 1.0, 20) + 0.1
 lin = (xs[:100], ys[:100], xs[100:], ys[100:])
 members = grid(seeds=[0, 1], lam=[0.0, 0.01, 0.1, 1.0], lr=0.01)
 plain = sweep(scratch_linreg(20), None, lin, members, epochs=3, batch_size=10, loss="squared")
-split = sweep(scratch_linreg(20), None, lin, members, epochs=3, batch_size=10, loss="squared", mesh=mesh)
+split = sweep(scratch_linreg(20), None, lin, members, epochs=3, batch_size=10, loss="squared",
+              member_mesh=member_mesh(8))
 out["sweep_member_sharded"] = {"params": max_diff(plain.state.params, split.state.params),
                                "devices": len(split.state.params["dense0"]["kernel"].sharding.device_set),
                                "test_loss": max_diff(plain.history.metric("test_loss"),
@@ -80,7 +81,7 @@ out["sweep_member_sharded"] = {"params": max_diff(plain.state.params, split.stat
 # a batch the device count does not divide is refused, not silently dropped
 try:
     fit(cases["mlp scratch"][0], None, digits, epochs=1, batch_size=60, key=jax.random.key(0), hparams={"lr": 0.1},
-        mesh=mesh)
+        data_mesh=mesh)
     out["indivisible"] = "accepted"
 except ValueError as err:
     out["indivisible"] = str(err)

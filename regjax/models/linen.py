@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import jax
 from flax import linen as nn
 
+from regjax.base import Array, ArrayLike
 from regjax.models import get_initializer
 
 __all__ = ["DropoutMLP", "LeNetBN", "SoftmaxRegression"]
@@ -23,7 +24,7 @@ class SoftmaxRegression(nn.Module):
     weight_init: Any = "normal"
 
     @nn.compact
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x: ArrayLike, *, train: bool = False) -> Array:
         del train
         x = x.reshape((x.shape[0], -1))
         return nn.Dense(self.num_outputs, kernel_init=get_initializer(self.weight_init), name="dense0")(x)
@@ -39,7 +40,7 @@ class DropoutMLP(nn.Module):
     activation: Callable = jax.nn.relu
 
     @nn.compact
-    def __call__(self, x, *, train: bool):
+    def __call__(self, x: ArrayLike, *, train: bool) -> Array:
         if len(self.rates) != len(self.hidden):
             raise ValueError(f"rates must give one drop rate per hidden layer ({len(self.hidden)}), got {len(self.rates)}")
         kernel_init = get_initializer(self.weight_init)
@@ -58,7 +59,7 @@ class LeNetBN(nn.Module):
     use_bn: bool = True
 
     @nn.compact
-    def __call__(self, x, *, train: bool):
+    def __call__(self, x: ArrayLike, *, train: bool) -> Array:
         kernel_init = get_initializer(self.weight_init)
 
         def norm(i, h):

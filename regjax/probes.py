@@ -1,21 +1,24 @@
-"""What the D2L exercises measure that the models do not expose: hidden activations of the dropout MLP (with
-the training-time dropout applied or not), predictions with dropout left on at test time, and LeNet-BN with the
-biases in front of its BatchNorm layers removed; and §3.7's problem in one call. Used by ``experiments/``.
+"""Probes for the D2L exercises: what the models compute but do not return -- hidden activations of the dropout
+MLP (with the training-time dropout applied or not), predictions with dropout left on at test time, LeNet-BN
+with the biases in front of its BatchNorm layers removed -- and §3.7's problem in one call. Used by
+``experiments/exercises.py``, ``sweep.py`` and ``model_selection.py``.
 """
 from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 
-from regjax.base import Model
+from regjax.base import Array, ArrayLike, Data, Model, PRNGKey, PyTree
 from regjax.data.synthetic import synthetic_linear
-from regjax.dropout import dropout
 from regjax.models.adapters import scratch_linreg
+from regjax.models.scratch import mlp_layers
 
 __all__ = ["weight_decay_problem", "mlp_hidden", "hidden_variances", "predict_with_dropout", "without_biases"]
 
 
-def weight_decay_problem(seed: int, n_train: int = 20, n_test: int = 100, d: int = 200):
+def weight_decay_problem(seed: int, n_train: int = 20, n_test: int = 100, d: int = 200) -> Tuple[Data, Model]:
     """D2L §3.7's problem as ``experiments/weight_decay.py`` draws it for ``--seed``: ``(data, model)`` with
     ``y = 0.01·Σx + 0.05 + 0.01·ε`` (data key ``split(key(seed))[0]``) and the linear model with N(0, 1) weights."""
     x, y = synthetic_linear(jax.random.split(jax.random.key(seed))[0], 0.01 * jnp.ones(d), 0.05, n_train + n_test,
@@ -24,28 +27,23 @@ def weight_decay_problem(seed: int, n_train: int = 20, n_test: int = 100, d: int
     return data, scratch_linreg(d, weight_init=jax.nn.initializers.normal(1.0))
 
 
-def mlp_hidden(params, x, *, rates=None, key=None, train: bool = False, activation=jax.nn.relu) -> list:
-    """The hidden activations of the scratch MLP (``regjax.models.scratch.mlp``), layer by layer: after the
-    activation and -- with ``train`` -- after the dropout the next layer sees (same per-layer keys
-    ``fold_in(key, i)`` as the model). ``rates`` may be traced (vmapped sweeps)."""
-    h, hidden = x.reshape((x.shape[0], -1)), []
-    for i in range(len(params) - 1):
-        layer = params[f"dense{i}"]
-        h = activation(h @ layer["kernel"] + layer["bias"])
-        if train:
-            h = dropout(h, rates[i], key=jax.random.fold_in(key, i), train=True)
-        hidden.append(h)
-    return hidden
+def mlp_hidden(params: PyTree, x: ArrayLike, *, rates: Any = None, key: Optional[PRNGKey] = None,
+               train: bool = False, activation: Callable = jax.nn.relu) -> List[Array]:
+    """The hidden activations of the scratch MLP, layer by layer, from its own forward pass
+    (``regjax.models.scratch.mlp_layers``): after the activation and -- with ``train`` -- after the dropout the
+    next layer sees (per-layer keys ``fold_in(key, i)``). ``rates`` may be traced (vmapped sweeps)."""
+    return mlp_layers(params, x, rates=rates, key=key, train=train, activation=activation)[1]
 
 
-def hidden_variances(params, x, rates, key) -> dict:
+def hidden_variances(params: PyTree, x: ArrayLike, rates: Any, key: PRNGKey) -> dict:
     """Per hidden layer, the variance over units and examples of its activations in eval mode (no dropout) and
     in train mode (dropout masks drawn from ``key``): ``{'eval': (L,), 'train': (L,)}``. Vmappable."""
     return {"eval": jnp.stack([jnp.var(h) for h in mlp_hidden(params, x)]),
             "train": jnp.stack([jnp.var(h) for h in mlp_hidden(params, x, rates=rates, key=key, train=True)])}
 
 
-def predict_with_dropout(model: Model, params, model_state, x, hparams, key, samples: int):
+def predict_with_dropout(model: Model, params: PyTree, model_state: PyTree, x: ArrayLike, hparams: dict, key: PRNGKey,
+                         samples: int) -> Tuple[Array, Array]:
     """Class probabilities with dropout left ON at test time: ``(one pass, mean of `samples` passes)``, each
     pass a fresh set of masks from ``key`` (Monte-Carlo dropout). The deterministic eval-mode prediction is
     what the expectation over masks approximates -- which is why dropout is switched off at test time."""
@@ -58,7 +56,7 @@ def predict_with_dropout(model: Model, params, model_state, x, hparams, key, sam
     return probs[0], probs.mean(axis=0)
 
 
-def without_biases(model: Model, layers) -> Model:
+def without_biases(model: Model, layers: Sequence[str]) -> Model:
     """``model`` with the biases of ``layers`` removed: ``apply`` reads them as zeros, so they receive no
     gradient and stay at their initial 0 (the parameter tree keeps its shape, so checkpoints and sweeps
     treat both models alike). For the layers in front of a BatchNorm this changes nothing but the float

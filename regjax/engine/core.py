@@ -1,0 +1,197 @@
+"""The one training core behind ``fit`` and ``sweep``: the checks every run makes before it trains (the
+prologue) and the epoch driver that trains, evaluates, records, reports and checkpoints.
+
+``fit`` is the one-member case and ``sweep`` the N-member case of the same two functions; what differs between
+them -- the layout of the program (``regjax.engine.program``), how arguments are placed on devices, and chunks
+of members -- is handed in as a ``Loop``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from regjax._checks import as_count, label_out_of_range
+from regjax.base import Array, ArrayLike, Model, PyTree, TrainState
+from regjax.engine.history import Diverged
+from regjax.engine.hparams import check_hparams
+from regjax.engine.program import Program, compile_cached, executable
+from regjax.engine.spec import TrainSpec
+from regjax.engine.step import summarise
+
+__all__ = ["check_data", "check_labels", "num_outputs", "take", "concat", "Loop", "prologue", "compile_loop",
+           "run_epochs", "check_epochs"]
+
+
+def check_data(data: Any, task: str, *, stacked: bool = False) -> List[Array]:
+    """``(x_train, y_train, x_test, y_test)`` as arrays, with matching lengths and non-empty splits; with
+    ``stacked`` each array has a leading dataset axis (one dataset per fold) of one length."""
+    if not isinstance(data, (tuple, list)) or len(data) != 4:
+        raise ValueError("data must be a tuple (x_train, y_train, x_test, y_test)")
+    arrays = [jnp.asarray(a) for a in data]
+    if stacked:
+        if len({a.shape[0] if a.ndim else None for a in arrays}) != 1 or arrays[0].ndim == 0:
+            raise ValueError(f"stacked data (members with data_index) need one leading dataset axis of the same "
+                             f"length on all four arrays, got shapes {[a.shape for a in arrays]}")
+        check_data([a[0] for a in arrays], task)
+        return arrays
+    for split, (x, y) in (("training", arrays[:2]), ("test", arrays[2:])):
+        if x.ndim == 0 or x.shape[0] == 0:
+            raise ValueError(f"the {split} set is empty (x has shape {x.shape})")
+        if y.ndim == 0 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"the {split} set has {x.shape[0]} inputs but labels/targets of shape {y.shape}")
+        if task == "classification" and not jnp.issubdtype(y.dtype, jnp.integer):
+            raise ValueError(f"classification needs integer class labels; the {split} labels have dtype {y.dtype}")
+    return arrays
+
+
+def check_labels(y: ArrayLike, num_classes: int, name: str) -> None:
+    """Class labels must lie in ``[0, num_classes)``: -1 would silently mean the last class, ``num_classes``
+    gives a NaN loss."""
+    bad = label_out_of_range(y, num_classes)
+    if bad is not None:
+        raise ValueError(f"{name} holds label {bad}; labels must be in [0, {num_classes}) for this "
+                         f"{num_classes}-class model")
+
+
+def num_outputs(model: Model, params: PyTree, model_state: PyTree, x: Array, hparams: dict) -> int:
+    """The model's output width on ``x`` (its class count), found with ``eval_shape``: nothing is computed."""
+    out = jax.eval_shape(lambda p, ms, xb: model.apply(p, ms, xb, key=None, train=False, hparams=hparams)[0],
+                         params, model_state, x[:1])
+    return int(out.shape[-1])
+
+
+def take(tree: PyTree, index: Any) -> PyTree:
+    """Every leaf indexed along its leading (member) axis."""
+    return jax.tree_util.tree_map(lambda a: a[index], tree)
+
+
+def concat(trees: Sequence[PyTree]) -> PyTree:
+    """Leaves concatenated along the leading (member) axis."""
+    if len(trees) == 1:
+        return trees[0]
+    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *trees)
+
+
+def check_epochs(epochs: int, start_epoch: int) -> Tuple[int, int]:
+    epochs = as_count(epochs, "epochs")
+    start_epoch = as_count(start_epoch, "start_epoch", 0)
+    if start_epoch > epochs:
+        raise ValueError(f"start_epoch ({start_epoch}) is past epochs ({epochs}): the run already has more epochs")
+    return epochs, start_epoch
+
+
+def prologue(spec: TrainSpec, data: Sequence[Array], hparams: Any, *, state: Optional[TrainState],
+             init: Callable[[], TrainState], history: Any, start_epoch: int, num_members: int,
+             first: Callable[[PyTree], PyTree], example_x: Array) -> Tuple[TrainState, dict]:
+    """The checks every run makes before it trains, in order: the state (initialised, or a copy of the one to
+    continue from: the epoch donates its input), the hyperparameters for this model and optimizer, the labels
+    against the model's class count (on ``example_x``, with ``first`` picking one member's view of the stacked
+    state and hparams), and the history to continue (its epochs must equal ``start_epoch``, its members
+    ``num_members``). Returns ``(state, float32 hparams)``."""
+    if state is None:
+        if start_epoch:
+            raise ValueError("start_epoch > 0 needs the state to continue from (state=)")
+        state = init()
+    else:
+        state = jax.tree_util.tree_map(jnp.copy, jax.device_put(state))
+    hparams = check_hparams(spec.model, spec.optimizer, state.opt_state, hparams)
+    if spec.classify:
+        one = first(state)
+        classes = num_outputs(spec.model, one.params, one.model_state, example_x, first(hparams))
+        check_labels(data[1], classes, "y_train")
+        check_labels(data[3], classes, "y_test")
+    if history.epochs != start_epoch or history.num_members != num_members:
+        raise ValueError(f"history holds {history.epochs} epochs of {history.num_members} member(s) but start_epoch "
+                         f"is {start_epoch} with {num_members} member(s)")
+    return state, hparams
+
+
+@dataclasses.dataclass
+class Loop:
+    """What the epoch driver needs of a layout: the program, the placed ``keys``/``data``/``data_index``,
+    ``n`` (training examples per member, for examples/s), ``place`` (puts a per-epoch value -- the epoch index,
+    the alive flags -- where the program expects it), ``members`` (whether there is a member axis) and
+    ``chunks`` (``[(index, size), ...]``: members per call, the last chunk padded; ``None``: one call)."""
+
+    program: Program
+    keys: Any
+    data: tuple
+    data_index: Optional[Array]
+    n: int
+    place: Callable[[Any], Any]
+    members: bool
+    chunks: Optional[List[Tuple[np.ndarray, int]]] = None
+
+    def train_args(self, state: TrainState, hparams: dict, alive: Any, epoch: int) -> tuple:
+        return (state, self.keys, hparams, alive, self.place(np.int32(epoch)), self.data, self.data_index)
+
+    def eval_args(self, state: TrainState, hparams: dict) -> tuple:
+        return (state, hparams, self.data, self.data_index)
+
+    def alive(self, history: Any) -> Any:
+        flags = np.asarray(history.alive)
+        return self.place(jnp.asarray(flags if self.members else flags[0]))
+
+    def call(self, fn: Callable, args: tuple, per_member: Tuple[int, ...]) -> Any:
+        """``fn(*args)``, chunk by chunk when members are chunked (``per_member``: the positions of the
+        arguments with a member axis)."""
+        if self.chunks is None:
+            return fn(*args)
+        outs = []
+        for index, size in self.chunks:
+            chunk = [take(a, index) if i in per_member and a is not None else a for i, a in enumerate(args)]
+            outs.append(take(fn(*chunk), slice(0, size)))
+        return concat(outs)
+
+    def as_members(self, tree: PyTree) -> PyTree:
+        """Host values with a member axis (a single run's scalars become arrays of one)."""
+        return jax.tree_util.tree_map(lambda a: np.asarray(a).reshape((-1,)), tree)
+
+
+TRAIN_MEMBER_ARGS, EVAL_MEMBER_ARGS = (0, 1, 2, 3, 6), (0, 1, 3)
+
+
+def compile_loop(loop: Loop, state: TrainState, hparams: dict, history: Any, epoch: int) -> Tuple[tuple, float]:
+    """AOT-compile the loop's train and evaluate programs for one call's arguments (a whole chunk's, when
+    chunked); returns ``((train, evaluate) executables, seconds)``."""
+    chunk = (lambda t: t) if loop.chunks is None else (lambda t: take(t, loop.chunks[0][0]))
+    train_args = loop.train_args(state, hparams, loop.alive(history), epoch)
+    train_args = tuple(chunk(a) if i in TRAIN_MEMBER_ARGS and a is not None else a for i, a in enumerate(train_args))
+    eval_args = (train_args[0], train_args[2], loop.data, train_args[6])
+    train, t1 = compile_cached(loop.program.train, loop.program.cache, train_args)
+    evaluate, t2 = compile_cached(loop.program.evaluate, loop.program.cache, eval_args)
+    return (train, evaluate), t1 + t2
+
+
+def run_epochs(loop: Loop, executables: tuple, state: TrainState, hparams: dict, history: Any, *,
+               start_epoch: int, epochs: int, on_epoch: Optional[Callable] = None,
+               after_epoch: Optional[Callable] = None) -> TrainState:
+    """Train epochs ``start_epoch .. epochs-1``: each epoch trains (timed alone: ``epoch_time_s``), evaluates,
+    records into ``history``, calls ``on_epoch(epoch, row)``, raises ``Diverged`` once no member is alive (the
+    state then is each member's last finite one), and calls ``after_epoch(epoch, state, history)``."""
+    train = executable(loop.program.train, executables[0])
+    evaluate = executable(loop.program.evaluate, executables[1])
+    history.status = "running"
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        state, totals, ok, bad_step = loop.call(train, loop.train_args(state, hparams, loop.alive(history), epoch),
+                                                TRAIN_MEMBER_ARGS)
+        totals, ok, bad_step = jax.device_get((totals, ok, bad_step))  # waits for the epoch
+        seconds = time.perf_counter() - t0
+        test = jax.device_get(loop.call(evaluate, loop.eval_args(state, hparams), EVAL_MEMBER_ARGS))
+        row = history.record(epoch, loop.as_members(summarise(totals)), loop.as_members(test),
+                             loop.as_members(ok), loop.as_members(bad_step), seconds, loop.n)
+        if on_epoch is not None:
+            on_epoch(epoch, row)
+        if not history.alive.any():
+            history.status = "diverged"
+            raise Diverged(epoch, history.first_diverged_step(), state, history)
+        if after_epoch is not None:
+            after_epoch(epoch, state, history)
+    history.status = "completed"
+    return state

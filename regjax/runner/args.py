@@ -1,0 +1,137 @@
+"""The command line every experiment shares: the parser with the common flags, and argument types that refuse
+bad values in one line (exit 2) before anything is computed."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["parser", "peek_choice", "positive_int", "nonnegative_int", "seed", "positive_float", "nonnegative_float",
+           "rate", "device_count", "IMAGE_DATASETS"]
+
+IMAGE_DATASETS = ("fashion_mnist", "digits")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, exit 2 -- no usage block to scroll past (``--help`` has it)."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parser(description: str, *, epochs: int, lr: float, batch_size: int, out: str,
+           impls: Optional[Sequence[str]] = None, image_dataset: bool = False,
+           match_steps: bool = True) -> argparse.ArgumentParser:
+    """The common flags; defaults are the D2L settings of each experiment.
+
+    ``impls`` adds ``--impl`` (the first is the default); ``image_dataset`` adds ``--dataset``, ``--data-dir``
+    and ``--train-size``; with ``match_steps`` an image experiment's default ``--epochs`` on a smaller dataset
+    makes as many SGD steps as ``epochs`` Fashion-MNIST epochs (``regjax.runner.images.resolve_epochs``).
+    """
+    p = _Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    if image_dataset and match_steps:
+        p.add_argument("--epochs", type=positive_int, default=None,
+                       help=f"default: {epochs} on Fashion-MNIST; on another dataset, as many epochs as make the "
+                            f"same number of SGD steps as {epochs} Fashion-MNIST epochs")
+        p.set_defaults(reference_epochs=epochs)
+    else:
+        p.add_argument("--epochs", type=positive_int, default=epochs)
+    p.add_argument("--lr", type=positive_float, default=lr, help="learning rate")
+    p.add_argument("--batch-size", type=positive_int, default=batch_size)
+    p.add_argument("--seed", type=seed, default=0, help="the one seed every PRNG key derives from (0 <= seed < 2**32)")
+    p.add_argument("--out", type=Path, default=Path(out), help="folder for results.json, plots and checkpoints")
+    if impls:
+        p.add_argument("--impl", choices=impls, default=impls[0])
+    if image_dataset:
+        p.add_argument("--dataset", choices=IMAGE_DATASETS, default=None,
+                       help="default: fashion_mnist, falling back loudly to the bundled digits when it cannot be "
+                            "obtained; naming it explicitly makes that a hard error")
+        p.add_argument("--data-dir", type=Path, default=None,
+                       help="folder with the Fashion-MNIST IDX files (default: $REGJAX_DATA_DIR)")
+        p.add_argument("--train-size", type=positive_int, default=None,
+                       help="use only the first N training examples (quick runs)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run checkpointed in --out (same arguments; --epochs may grow); starts from "
+                        "scratch if --out holds no checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an unfinished (interrupted, diverged, failed) run in --out instead of refusing")
+    p.add_argument("--debug-nans", action="store_true",
+                   help="turn on jax_debug_nans: stop at the first operation that produces a NaN (slow)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but warnings and errors (results.json has it all)")
+    p.add_argument("--no-compile-cache", action="store_true", help="disable JAX's persistent compilation cache")
+    scale = p.add_argument_group("scaling out (see README 'Scaling out')")
+    scale.add_argument("--devices", type=device_count, default=None,
+                       help="data-parallel over the first N devices, or 'all' (default: 1 device; all devices of "
+                            "all processes in a multi-process run); the batch size must be a multiple of N; a "
+                            "sweep splits its members over them instead")
+    scale.add_argument("--distributed", action="store_true",
+                       help="multi-process run on a cluster JAX detects (SLURM, TPU pod, Open MPI, ...)")
+    scale.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                       help="multi-process run: address of process 0 (with --num-processes and --process-id)")
+    scale.add_argument("--num-processes", type=positive_int, default=None)
+    scale.add_argument("--process-id", type=nonnegative_int, default=None)
+    return p
+
+
+def _number(text: str, kind: Callable, ok: Callable[[Any], bool], what: str) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+    return value
+
+
+def device_count(text: str) -> Any:
+    """``'all'`` or a positive integer."""
+    return "all" if text == "all" else _number(text, int, lambda v: v >= 1, "a positive integer or 'all'")
+
+
+def nonnegative_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
+
+
+def seed(text: str) -> int:
+    """An integer in [0, 2**32): ``jax.random.key`` takes 32 bits, so larger or negative seeds would silently
+    alias smaller ones."""
+    return _number(text, int, lambda v: 0 <= v < 2 ** 32, "an integer in [0, 2**32)")
+
+
+def _f32(value: float) -> np.float32:
+    with np.errstate(over="ignore", under="ignore"):
+        return np.float32(value)
+
+
+def positive_float(text: str) -> float:
+    """A positive finite number, also in float32 (the precision training uses: 1e308 would become inf, 1e-50
+    zero)."""
+    return _number(text, float, lambda v: v > 0 and math.isfinite(v) and 0 < _f32(v) < np.inf,
+                   "a positive finite number (in float32)")
+
+
+def nonnegative_float(text: str) -> float:
+    return _number(text, float, lambda v: v >= 0 and math.isfinite(v) and _f32(v) < np.inf,
+                   "a finite number >= 0 (in float32)")
+
+
+def rate(text: str) -> float:
+    return _number(text, float, lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+
+
+def peek_choice(argv: Optional[Sequence[str]], flag: str, choices: Sequence[str], default: str) -> str:
+    """The value of ``flag`` in ``argv`` (``sys.argv[1:]`` if None) before the full parser exists -- for CLIs
+    whose other defaults depend on it (e.g. ``sweep.py --what``); a bad value is left for the full parser."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(flag, choices=choices, default=default)
+    try:
+        return vars(p.parse_known_args(sys.argv[1:] if argv is None else argv)[0])[flag.lstrip("-").replace("-", "_")]
+    except SystemExit:
+        return default

@@ -1,0 +1,205 @@
+"""A run's lifecycle, derived from ONE status: what results.json says, which exit code the process leaves with,
+and how signals end it.
+
+=============  =======================================================================================
+status         meaning
+=============  =======================================================================================
+``None``       arguments and data are being checked: a refusal is a usage error (one line, exit 2)
+``running``    training started: results.json describes this run (written at once, so an older file never
+               looks current), checkpoints are written
+``completed``  exit 0                   ``diverged``     exit 3 (the epoch and step are named)
+``failed``     exit 1 (traceback)       ``interrupted``  exit 130 (SIGINT) / 143 (SIGTERM)
+=============  =======================================================================================
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from regjax.checkpoint import CheckpointError, CheckpointWriter
+from regjax.report import Progress, environment, write_json_atomic
+
+__all__ = ["Terminated", "Lifecycle", "EXIT_CODES", "FINAL", "script"]
+
+EXIT_CODES = {"completed": 0, "failed": 1, "usage": 2, "diverged": 3, "interrupted (SIGINT)": 130,
+              "interrupted (SIGTERM)": 143}
+FINAL = ("completed", "interrupted", "diverged", "failed")
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, like ``KeyboardInterrupt`` for SIGINT."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+class Lifecycle:
+    """The status of one run and everything that follows from it (see the module docstring). ``Run`` adds
+    arguments, devices, data and training on top."""
+
+    def __init__(self, experiment: str, out: Path, quiet: bool):
+        self.experiment = experiment
+        self.out = out                     # the one output folder (a temp folder on non-primary processes)
+        self.progress = Progress(quiet=quiet)
+        self.histories: dict = {}
+        self.dataset: Optional[dict] = None
+        self.status: Optional[str] = None
+        self.resuming = False
+        self.primary = True
+        self.writer: Optional[CheckpointWriter] = None  # the checkpoint writer, from start() on (process 0)
+        self._started, self._started_at = time.perf_counter(), _now()
+        self._signals: dict = {}
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+    @property
+    def training(self) -> bool:
+        """Training started: from here on a failure is recorded in results.json, not a usage error."""
+        return self.status is not None
+
+    def config(self) -> dict:  # the arguments, as results.json and run.json record them (Run defines them)
+        raise NotImplementedError
+
+    def say(self, message: str) -> None:
+        self.progress.say(message)
+
+    def start(self) -> None:
+        """Declare that training starts (the first ``fit``/``sweep`` does it once its arguments are checked;
+        experiments that train otherwise call it): from here on, results.json describes this run."""
+        if self.status is not None:
+            return
+        self.status = "running"
+        if not self.primary:
+            return
+        if not self.resuming:  # only regjax's own files: anything else a user keeps there stays
+            for old in [*self.ckpt_dir.glob("*.msgpack"), self.ckpt_dir / "run.json"]:
+                old.unlink(missing_ok=True)
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = CheckpointWriter()
+        if not self.resuming:
+            write_json_atomic(self.ckpt_dir / "run.json", {"experiment": self.experiment, "config": self.config(),
+                                                           "dataset": self.dataset})
+        self._write("running")
+
+    def finish(self, payload: dict) -> Path:
+        """The run completed: write ``results.json`` (status ``completed``) with ``payload``."""
+        self.start()  # a run with nothing to train still describes itself
+        path = self._write("completed", payload)
+        self.say(f"results: {path}")
+        return path
+
+    def _extra(self) -> dict:  # what Run adds to results.json (devices, processes)
+        return {}
+
+    def _write(self, status: str, payload: Optional[dict] = None, exit_code: Optional[int] = None) -> Path:
+        """results.json; a final status first waits until every checkpoint handed over is on disk."""
+        checkpoint_error = None
+        if status != "running" and self.writer is not None:
+            try:
+                self.writer.flush()
+            except CheckpointError as err:  # record it; the final status is written regardless
+                checkpoint_error = err
+                payload = {**(payload or {}), "checkpoint_error": str(err)}
+        self.status = status
+        if not self.primary:
+            return self.out / "results.json"
+        result = {
+            "experiment": self.experiment, "status": status,
+            **({} if exit_code is None else {"exit_code": exit_code}),
+            "config": self.config(), "environment": environment(), "dataset": self.dataset, **self._extra(),
+            "resumed": self.resuming, "epochs_completed": {k: h.epochs for k, h in self.histories.items()},
+            "history": {k: h.to_dict() for k, h in self.histories.items()}, **(payload or {}),
+            "started_at": self._started_at, "updated_at": _now(), "wall_time_s": time.perf_counter() - self._started,
+        }
+        path = write_json_atomic(self.out / "results.json", result)
+        if checkpoint_error is not None and status == "completed":
+            raise checkpoint_error  # the run finished but its last checkpoint is not on disk: say so
+        return path
+
+    # ---- the end of a run ------------------------------------------------------------------------------
+    def end(self, exc: Optional[BaseException]) -> bool:
+        """Record how the run ended and leave with its exit code (``SystemExit``); ``False`` lets an
+        unexpected error propagate (exit 1, traceback) after recording it."""
+        from regjax.engine import Diverged
+
+        if exc is None:
+            if self.status != "completed":
+                self.finish({})
+            return False
+        if isinstance(exc, SystemExit):
+            if self.training and self.status not in FINAL:
+                self._write("failed", {"error": f"exit {exc.code}"}, exit_code=exc.code)
+            return False
+        if isinstance(exc, (KeyboardInterrupt, Terminated)):
+            code = 130 if isinstance(exc, KeyboardInterrupt) else 143
+            # a run already reported completed stays completed; one that trained says where it stopped
+            path = self._write("interrupted", exit_code=code) if self.training and self.status != "completed" else None
+            done = ", ".join(f"{k}: {h.epochs} epochs" for k, h in self.histories.items()) or "nothing trained"
+            print(f"\ninterrupted ({'SIGINT' if code == 130 else 'SIGTERM'}); completed: {done}."
+                  + (f"\nresults: {path}\ncontinue with the same command and --resume" if path else ""),
+                  file=sys.stderr, flush=True)
+            raise SystemExit(code) from None
+        if isinstance(exc, FloatingPointError):  # Diverged, or a NaN --debug-nans found
+            if isinstance(exc, Diverged):
+                where = {"variant": getattr(exc, "variant", None), "epoch": exc.epoch + 1, "step": exc.step}
+                message = f"error: [{where['variant']}] {exc}"
+            else:
+                where = {"debug_nans": str(exc).splitlines()[0]}
+                message = f"error: training produced a NaN (jax_debug_nans): {exc}"
+            path = self._write("diverged", {"diverged": where}, exit_code=3)
+            print(f"{message}\nresults: {path} (status: diverged)", file=sys.stderr, flush=True)
+            raise SystemExit(3) from None
+        if not self.training and isinstance(exc, (ValueError, CheckpointError)):
+            self.error(str(exc))
+        if self.training:
+            self._write("failed", {"error": f"{type(exc).__name__}: {exc}"}, exit_code=1)
+        return False
+
+    def error(self, message: str) -> None:
+        """A bad argument: one line, exit 2 (only before training; afterwards it is a failure)."""
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+    # ---- signals -----------------------------------------------------------------------------------------
+    def install_signals(self) -> None:
+        """SIGINT raises ``KeyboardInterrupt``, SIGTERM ``Terminated`` (only in the main thread)."""
+        def terminate(signum, frame):
+            raise Terminated()
+
+        try:
+            self._signals = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+                             signal.SIGTERM: signal.signal(signal.SIGTERM, terminate)}
+        except ValueError:  # not the main thread: leave signals alone
+            self._signals = {}
+
+    def ignore_signals(self) -> None:
+        """From here to the end, a second Ctrl-C or a SIGTERM cannot cut the final results.json write short."""
+        for sig in self._signals:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def restore_signals(self) -> None:
+        for sig, handler in self._signals.items():
+            signal.signal(sig, handler)
+        self._signals = {}
+
+
+def script(main: Any) -> None:
+    """``if __name__ == '__main__': runner.script(main)``. An interrupted run leaves with ``os._exit`` once its
+    results are written: letting the interpreter shut down while XLA may still be compiling in another thread
+    was seen to segfault (exit 139 instead of 130/143)."""
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code in (130, 143):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exit_.code)
+        raise

@@ -1,0 +1,207 @@
+"""``Run``: one experiment run from the command line, a context manager around an experiment's ``main``.
+
+It parses the arguments, sets up devices, checks ``--out`` and plans the resume before anything is computed;
+loads image data with the loud offline fallback; trains variants (``fit``) and sweeps (``sweep``) with
+checkpoints, ``--resume`` and progress through one shared path (``regjax.runner.variant``); and on exit records
+the status and leaves with its exit code (``regjax.runner.lifecycle``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from regjax.base import Data, Model
+from regjax.data import Dataset
+from regjax.data.fashion_mnist import cache_dir
+from regjax.report import Progress, epoch_line, sweep_line
+from regjax.runner.devices import Devices, setup_devices
+from regjax.runner.images import load_images, prepare_images, resolve_epochs
+from regjax.runner.lifecycle import Lifecycle
+from regjax.runner.resume import ResumePlan, data_differences, plan_resume
+from regjax.runner.variant import Variant, slug
+
+__all__ = ["Run"]
+
+
+class Run(Lifecycle):
+    """One experiment run (see ``regjax.runner``'s docstring for an example)."""
+
+    def __init__(self, experiment: str, parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None):
+        self.parser = parser
+        self.args = parser.parse_args(argv)
+        super().__init__(experiment, Path(self.args.out), self.args.quiet)
+        self.devices = Devices()
+        self.plan = ResumePlan()
+        self.ds: Optional[Dataset] = None
+        self._slugs: dict = {}
+        self._debug_nans_before: Optional[bool] = None
+
+    def error(self, message: str) -> None:
+        """A bad argument: one line, exit 2 (only before training; afterwards it is a failure)."""
+        self.parser.error(message)
+
+    def config(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+                for k, v in vars(self.args).items()}
+
+    def _extra(self) -> dict:
+        return {"devices": self.devices.count, "processes": self.devices.processes}
+
+    # ---- before training -------------------------------------------------------------------------------
+    def __enter__(self) -> "Run":
+        self.devices = setup_devices(self.args, self.error)
+        self.primary = self.devices.primary
+        if not self.primary:  # the others train in lockstep but write and print nothing
+            import jax
+
+            self.progress = Progress(quiet=True)
+            self.out = Path(tempfile.mkdtemp(prefix=f"regjax-process{jax.process_index()}-"))
+        self._check_out()
+        self.plan = plan_resume(self.out, self.experiment, self.config(), resume=self.args.resume,
+                                overwrite=self.args.overwrite, refuse=self.error, say=self.say)
+        self.resuming = self.plan.resuming
+        import jax
+
+        if not self.args.no_compile_cache:
+            path = cache_dir() / "jax_compilation_cache"
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                jax.config.update("jax_compilation_cache_dir", str(path))
+            except OSError as err:
+                print(f"WARNING: no compilation cache ({path}: {err.strerror or err}); set $REGJAX_CACHE_DIR to a "
+                      f"writable folder to keep compiled programs between runs", file=sys.stderr, flush=True)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # small ones add up: cache all
+        if self.args.debug_nans:  # for this run only (restored on exit: main() may be called in-process)
+            self._debug_nans_before = jax.config.jax_debug_nans
+            jax.config.update("jax_debug_nans", True)
+        self.install_signals()
+        return self
+
+    def _check_out(self) -> None:
+        out = Path(self.args.out)
+        if out.exists() and not out.is_dir():
+            self.error(f"--out {out} is a file, not a folder")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=out):
+                pass
+        except OSError as err:
+            self.error(f"--out {out} is not a writable folder ({err.strerror or err})")
+
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
+        self.ignore_signals()
+        try:
+            if self._debug_nans_before is not None:
+                import jax
+
+                jax.config.update("jax_debug_nans", self._debug_nans_before)
+            return self.end(exc)
+        finally:
+            self.restore_signals()
+
+    # ---- data --------------------------------------------------------------------------------------------
+    def load_images(self) -> Dataset:
+        """Fashion-MNIST, or -- only when ``--dataset`` was not given -- the digits with a loud warning."""
+        self.ds = load_images(self.args)
+        if self.ds.meta.get("sha256_verified") is False:
+            print(f"WARNING: the IDX files in {self.ds.source[4:]} are not the registered Fashion-MNIST (their "
+                  f"SHA-256s differ, or they are not gzipped); results name them '{self.ds.name}'",
+                  file=sys.stderr, flush=True)
+        return self.ds
+
+    def images(self, ds: Dataset, *, flatten: bool, image_size: Optional[Sequence[int]] = None,
+               train_size: Optional[int] = None) -> Data:
+        """Float training arrays from ``ds`` (``train_size`` or ``--train-size`` applied), recorded and checked
+        against ``--batch-size``."""
+        n_available = len(ds.x_train)
+        train_size = train_size or getattr(self.args, "train_size", None)
+        if train_size is not None and train_size > n_available:
+            self.error(f"--train-size {train_size} exceeds the {n_available} training examples of {ds.name}")
+        data = prepare_images(ds, flatten=flatten, train_size=train_size, image_size=image_size)
+        self.set_dataset({**ds.summary(), "n_train": len(data[0]), "n_train_available": n_available,
+                          **({"resized_to": list(image_size)} if image_size else {})}, n_train=len(data[0]))
+        return data
+
+    def set_dataset(self, summary: dict, *, n_train: int) -> None:
+        """Record the data actually used; refuse a ``--batch-size`` larger than the training set, and a resume
+        on other data than the checkpointed run's."""
+        if self.args.batch_size > n_train:
+            self.error(f"--batch-size {self.args.batch_size} exceeds the {n_train} training examples")
+        if self.resuming:
+            differs = data_differences((self.plan.saved or {}).get("dataset"), summary)
+            if differs:
+                self.error(differs)
+        self.dataset = summary
+
+    def epochs(self) -> int:
+        """``--epochs``, or the epoch policy of ``regjax.runner.images.resolve_epochs`` (said when it applies)."""
+        epochs = resolve_epochs(self.args, self.ds, self.dataset["n_train"])
+        if self.args.epochs is None and epochs != getattr(self.args, "reference_epochs", epochs):
+            self.say(f"{epochs} epochs on {self.ds.name} = the SGD steps of D2L's {self.args.reference_epochs} "
+                     f"Fashion-MNIST epochs at batch {self.args.batch_size}")
+        return epochs
+
+    # ---- training ----------------------------------------------------------------------------------------
+    def checkpoint_path(self, name: str, suffix: str = ".msgpack") -> Path:
+        """``checkpoints/<slug><suffix>`` for a variant; two names with one slug would share a file: refused."""
+        key = slug(name)
+        owner = self._slugs.setdefault(key, name)
+        if owner != name:
+            raise ValueError(f"variant names {owner!r} and {name!r} map to the same checkpoint file {key}{suffix}")
+        return self.ckpt_dir / f"{key}{suffix}"
+
+    def fit(self, name: str, model: Model, optimizer: Any, data: Data, *, epochs: int, key: Any = None,
+            progress_every: int = 1, **kwargs: Any) -> Any:
+        """``regjax.engine.fit`` as the variant ``name``: this run's seed and ``--batch-size``, progress, a
+        checkpoint after every epoch, ``--resume``, ``--devices`` (each batch split over them)."""
+        import jax
+
+        from regjax.engine import History, fit, start_state
+
+        key = jax.random.key(self.args.seed) if key is None else key
+        variant = Variant(self, name, self.checkpoint_path(name))
+        state, start, history = variant.restore(lambda: start_state(model, optimizer, key), History(),
+                                                History.from_dict, epochs)
+        kwargs.setdefault("batch_size", self.args.batch_size)
+        return variant.train(fit, model, optimizer, data, epochs=epochs, key=key, state=state, start_epoch=start,
+                             history=history, on_epoch=variant.progress(epochs, start, progress_every, epoch_line),
+                             after_epoch=variant.saver(epochs, 0.0), data_mesh=self.devices.data_mesh, **kwargs)
+
+    def sweep(self, name: str, model: Model, optimizer: Any, data: Data, members: Any, *, epochs: int,
+              progress_every: int = 1, checkpoint_interval_s: float = 1.0, after_epoch: Any = None,
+              **kwargs: Any) -> Any:
+        """``regjax.engine.sweep`` as the variant ``name``: checkpoints of the whole stacked state
+        (``<out>/checkpoints/<name>.sweep.msgpack``), ``--resume`` from the last one (with the chunk size it
+        was made with: a bit-identical continuation; a checkpoint of other members is refused), one progress
+        line per ``progress_every`` epochs, ``--devices`` (the members split over them).
+
+        Checkpoints are written after an epoch once ``checkpoint_interval_s`` seconds have passed since the last
+        one, and after the last epoch: every epoch whenever epochs take longer than that, at most about once a
+        second for sweeps of tiny epochs -- a checkpoint serializes the whole per-member history, which for 128
+        members × 100 epochs of 2 ms would otherwise cost more than the training. ``after_epoch(epoch, state,
+        history)`` (optional) runs after that, e.g. to measure the stacked parameters every epoch."""
+        import jax
+
+        from regjax.engine import SweepHistory, init_members, sweep
+
+        if jax.process_count() > 1:
+            raise ValueError("sweeps run in one process (possibly on several of its devices with --devices); "
+                             "splitting the members across processes is not supported")
+        configs = [dict(c) for c in members.configs]
+        variant = Variant(self, name, self.checkpoint_path(name, ".sweep.msgpack"), {"configs": configs},
+                          what="a sweep over other members")
+        state, start, history = variant.restore(lambda: init_members(model, optimizer, members.keys),
+                                                SweepHistory(len(members)), SweepHistory.from_dict, epochs)
+        if state is not None:
+            kwargs.setdefault("chunk_size", history.chunk_size)  # the same chunks: a bit-identical continuation
+        if self.devices.parallel:
+            if len(members) % self.devices.count:
+                raise ValueError(f"--devices {self.devices.count}: the {len(members)} members of {name!r} must "
+                                 f"split evenly over the devices")
+            kwargs.setdefault("member_mesh", self.devices.member_mesh)
+        kwargs.setdefault("batch_size", self.args.batch_size)
+        return variant.train(sweep, model, optimizer, data, members, epochs=epochs, state=state, start_epoch=start,
+                             history=history, on_epoch=variant.progress(epochs, start, progress_every, sweep_line),
+                             after_epoch=variant.saver(epochs, checkpoint_interval_s, after_epoch), **kwargs)

@@ -1,0 +1,75 @@
+"""One named training inside a run -- a *variant* (``fit``) or a sweep -- and the path both share under the
+runner: its checkpoint file, what ``--resume`` restores, its history registered in the run (so an interrupted
+run's results.json holds every finished epoch), progress lines, and the checkpoint callback."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Tuple
+
+from regjax.checkpoint import CheckpointError, load_checkpoint
+
+__all__ = ["Variant", "slug"]
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a variant's name."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_") or "run"
+
+
+class Variant:
+    """The variant ``name`` of ``run``, checkpointed at ``path``; ``meta`` is recorded in every checkpoint and
+    must match on resume (a sweep's member configs: ``what`` names the mismatch)."""
+
+    def __init__(self, run: Any, name: str, path: Path, meta: Optional[dict] = None, what: str = "another run"):
+        self.run, self.name, self.path = run, name, path
+        self.meta = {"experiment": run.experiment, "variant": name, **(meta or {})}
+        self.what = what
+
+    def restore(self, target: Callable[[], Any], fresh: Any, from_dict: Callable[[dict], Any], epochs: int
+                ) -> Tuple[Optional[Any], int, Any]:
+        """``(state, start_epoch, history)`` to train from: the checkpoint's when the run resumes and one
+        exists (restored into the structure of ``target()``), else ``(None, 0, fresh)``. The history is
+        registered in the run either way."""
+        state, start, history = None, 0, fresh
+        if self.run.resuming and self.path.exists():
+            ckpt = load_checkpoint(self.path, target())
+            for key, value in self.meta.items():
+                if key not in ("experiment", "variant") and ckpt.meta.get(key) != value:
+                    raise CheckpointError(f"checkpoint {self.path} was made by {self.what}")
+            state, start, history = ckpt.state, ckpt.epoch, from_dict(ckpt.history)
+            if start > epochs:
+                raise ValueError(f"--epochs {epochs}: the checkpoint of {self.name!r} already has {start} epochs")
+            self.run.say(f"[{self.name}] resuming after epoch {start}/{epochs} ({self.path})")
+        self.run.histories[self.name] = history
+        return state, start, history
+
+    def progress(self, epochs: int, start: int, every: int, line: Callable) -> Optional[Callable]:
+        """The ``on_epoch`` progress callback (bar and lines; ``None`` when quiet)."""
+        return self.run.progress.callback(self.name, epochs, initial=start, every=every, line=line)
+
+    def saver(self, epochs: int, interval_s: float, then: Optional[Callable] = None) -> Callable:
+        """The ``after_epoch`` callback: a checkpoint after an epoch once ``interval_s`` seconds have passed since
+        the last one (0: every epoch) and always after the last epoch (process 0 only); then ``then``."""
+        last = [time.perf_counter()]
+
+        def after_epoch(epoch: int, state: Any, history: Any) -> None:
+            writer = self.run.writer
+            if writer is not None and (epoch + 1 == epochs or time.perf_counter() - last[0] >= interval_s):
+                writer.save(self.path, state, epoch=epoch + 1, history=history.to_dict(), meta=self.meta)
+                last[0] = time.perf_counter()
+            if then is not None:
+                then(epoch, state, history)
+
+        return after_epoch
+
+    def train(self, train: Callable, *args: Any, **kwargs: Any) -> Any:
+        """``train(*args, on_start=run.start, **kwargs)``; a divergence is tagged with this variant's name."""
+        from regjax.engine import Diverged
+
+        try:
+            return train(*args, on_start=self.run.start, **kwargs)
+        except Diverged as err:
+            err.variant = self.name
+            raise
