@@ -7,12 +7,13 @@ Traced values (under jit/vmap) cannot be inspected and are passed through; their
 from __future__ import annotations
 
 import math
+from typing import Any, Optional
 
 import jax
 import numpy as np
 
 
-def concrete_float(value, name: str):
+def concrete_float(value: Any, name: str) -> Optional[float]:
     """``float(value)`` if ``value`` is concrete, else ``None`` (a tracer under jit/vmap)."""
     if isinstance(value, jax.core.Tracer):
         return None
@@ -27,7 +28,8 @@ def concrete_float(value, name: str):
     return float(arr)
 
 
-def check_in_range(value, name: str, low: float, high: float, *, low_open=False, high_open=False):
+def check_in_range(value: Any, name: str, low: float, high: float, *, low_open: bool = False,
+                   high_open: bool = False) -> Any:
     """Raise ``ValueError`` unless a concrete ``value`` lies in the interval; tracers pass unchecked."""
     v = concrete_float(value, name)
     if v is None:
@@ -45,11 +47,12 @@ def check_in_range(value, name: str, low: float, high: float, *, low_open=False,
     return value
 
 
-def check_nonnegative(value, name: str):
+def check_nonnegative(value: Any, name: str) -> Any:
+    """``check_in_range(value, name, 0, inf)``: finite and ``>= 0`` (tracers pass unchecked)."""
     return check_in_range(value, name, 0.0, math.inf, high_open=True)
 
 
-def label_out_of_range(labels, num_classes: int):
+def label_out_of_range(labels: Any, num_classes: int) -> Optional[int]:
     """The first offending label of an integer array that must lie in ``[0, num_classes)`` (the smallest if
     any is negative, else the largest), or ``None`` when all are in range."""
     labels = np.asarray(labels)
@@ -61,7 +64,7 @@ def label_out_of_range(labels, num_classes: int):
     return high if high >= num_classes else None
 
 
-def as_count(value, name: str, minimum: int = 1) -> int:
+def as_count(value: Any, name: str, minimum: int = 1) -> int:
     """``int(value)`` for a Python or NumPy integer ``>= minimum``; anything else is a ``ValueError``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -10,15 +10,18 @@ Variance is the biased (population) one, as in D2L and Flax, for both normalisat
 """
 from __future__ import annotations
 
+from typing import Any, Optional, Tuple
+
 import jax
 import jax.numpy as jnp
 
 from regjax._checks import check_in_range
+from regjax.base import Array, ArrayLike
 
 __all__ = ["batch_norm_init", "batch_norm"]
 
 
-def batch_norm_init(num_features: int, dtype=jnp.float32):
+def batch_norm_init(num_features: int, dtype: Any = jnp.float32) -> Tuple[dict, dict]:
     """Return ``(params, state)`` for ``num_features`` channels.
 
     params ``{'scale': ones, 'bias': zeros}`` (learned γ, β); state ``{'mean': zeros, 'var': ones}``
@@ -31,7 +34,8 @@ def batch_norm_init(num_features: int, dtype=jnp.float32):
     return params, state
 
 
-def batch_norm(x, params, state, *, train: bool, momentum=0.9, eps=1e-5, axis_name=None):
+def batch_norm(x: ArrayLike, params: dict, state: dict, *, train: bool, momentum: Any = 0.9, eps: Any = 1e-5,
+               axis_name: Optional[str] = None) -> Tuple[Array, dict]:
     """Normalise ``x`` per feature; return ``(y, new_state)``.
 
     ``y = scale * (x - μ) / sqrt(σ² + eps) + bias`` where, in training, μ and σ² are the batch mean and biased

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -47,7 +47,7 @@ def _to_storable(state: TrainState):
     return state._replace(key=jax.random.key_data(state.key))
 
 
-def save_checkpoint(path, state: TrainState, *, epoch: int, history: dict, meta: dict | None = None) -> Path:
+def save_checkpoint(path: Any, state: TrainState, *, epoch: int, history: dict, meta: dict | None = None) -> Path:
     """Write ``state`` after ``epoch`` completed epochs, with ``history`` and ``meta`` (JSON-able), atomically."""
     return write_bytes_atomic(path, _serialize(state, epoch=epoch, history=history, meta=meta))
 
@@ -82,14 +82,16 @@ class CheckpointWriter:
         self._thread = threading.Thread(target=self._run, name="regjax-checkpoint", daemon=True)
         self._thread.start()
 
-    def save(self, path, state: TrainState, *, epoch: int, history: dict, meta: dict | None = None):
+    def save(self, path: Any, state: TrainState, *, epoch: int, history: dict, meta: dict | None = None) -> None:
+        """Serialize now (a copy of ``state``), write in the background; re-raises an earlier write's error."""
         data = _serialize(state, epoch=epoch, history=history, meta=meta)
         with self._cond:
             self._raise()
             self._pending[Path(path)] = data
             self._cond.notify_all()
 
-    def flush(self):
+    def flush(self) -> None:
+        """Wait until every checkpoint handed over is on disk; re-raise a write error."""
         with self._cond:
             self._cond.wait_for(lambda: not self._pending and not self._busy)
             self._raise()
@@ -116,7 +118,7 @@ class CheckpointWriter:
                     self._cond.notify_all()
 
 
-def read_checkpoint(path) -> dict:
+def read_checkpoint(path: Any) -> dict:
     """The raw contents (nested dicts of arrays), checked for the format; ``CheckpointError`` if unreadable."""
     path = Path(path)
     try:
@@ -128,7 +130,7 @@ def read_checkpoint(path) -> dict:
     return raw
 
 
-def load_checkpoint(path, target: TrainState) -> Checkpoint:
+def load_checkpoint(path: Any, target: TrainState) -> Checkpoint:
     """Restore into the structure of ``target`` (a freshly initialised state of the same model and optimizer)."""
     path = Path(path)
     raw = read_checkpoint(path)

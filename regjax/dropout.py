@@ -5,15 +5,18 @@
 """
 from __future__ import annotations
 
+from typing import Any, Optional
+
 import jax
 import jax.numpy as jnp
 
 from regjax._checks import check_in_range, concrete_float
+from regjax.base import Array, ArrayLike, PRNGKey
 
 __all__ = ["dropout"]
 
 
-def dropout(x, rate, *, key=None, train: bool = True):
+def dropout(x: ArrayLike, rate: Any, *, key: Optional[PRNGKey] = None, train: bool = True) -> Array:
     """Inverted dropout: each element is ``0`` with probability ``rate``, else ``x / (1 - rate)``.
 
     Args:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from regjax.base import Array, ArrayLike
+
 __all__ = [
     "squared_loss",
     "softmax_cross_entropy",
@@ -42,13 +44,13 @@ def _per_example(values):
     return jnp.sum(values, axis=tuple(range(1, values.ndim))) if values.ndim > 1 else values
 
 
-def squared_loss(y_hat, y):
+def squared_loss(y_hat: ArrayLike, y: ArrayLike) -> Array:
     """``½ (ŷ − y)²`` per example; ``ŷ`` (n, 1) against ``y`` (n,) gives n losses, never an (n, n) grid."""
     y_hat, y = _match_targets(y_hat, y)
     return _per_example(0.5 * jnp.square(y_hat - y))
 
 
-def l1_loss(y_hat, y):
+def l1_loss(y_hat: ArrayLike, y: ArrayLike) -> Array:
     """``|ŷ − y|`` per example (``gluon.loss.L1Loss``)."""
     y_hat, y = _match_targets(y_hat, y)
     return _per_example(jnp.abs(y_hat - y))
@@ -65,7 +67,7 @@ def _check_labels(logits, labels):
     return logits, labels
 
 
-def softmax_cross_entropy(logits, labels):
+def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> Array:
     """Numerically stable ``−log softmax(logits)[label]`` per example, via log-sum-exp.
 
     ``log Σ exp(o_j) − o_y`` with the max subtracted inside the log-sum-exp, so logits of ±1e4 stay finite.
@@ -76,7 +78,7 @@ def softmax_cross_entropy(logits, labels):
     return jax.nn.logsumexp(logits, axis=-1) - label_logits
 
 
-def naive_softmax_cross_entropy(logits, labels):
+def naive_softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> Array:
     """The textbook version: ``exp``, normalise, take the label's probability, ``−log``.
 
     Kept to *show* why it is not used: ``exp(89)`` is ``inf`` in float32, so large logits give ``nan``/``inf``,
@@ -88,7 +90,8 @@ def naive_softmax_cross_entropy(logits, labels):
     return -jnp.log(jnp.take_along_axis(probs, labels[..., None], axis=-1)[..., 0])
 
 
-def poisson_nll_loss(pred, target, *, from_logits=True, compute_full=False, eps=1e-8):
+def poisson_nll_loss(pred: ArrayLike, target: ArrayLike, *, from_logits: bool = True, compute_full: bool = False,
+                     eps: float = 1e-8) -> Array:
     """Poisson negative log-likelihood per example (``gluon.loss.PoissonNLLLoss``; not in optax).
 
     ``from_logits=True``: ``pred`` is the log-rate, loss ``exp(pred) − target·pred``. Otherwise ``pred`` is the
@@ -108,7 +111,8 @@ def poisson_nll_loss(pred, target, *, from_logits=True, compute_full=False, eps=
     return _per_example(loss)
 
 
-def cosine_embedding_loss(x1, x2, labels, *, margin=0.0, eps=1e-12):
+def cosine_embedding_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *, margin: float = 0.0,
+                          eps: float = 1e-12) -> Array:
     """``gluon.loss.CosineEmbeddingLoss`` per example (not in optax).
 
     ``1 − cos(x1, x2)`` where ``label == 1``; ``max(0, cos(x1, x2) − margin)`` where ``label == −1``.

@@ -10,17 +10,19 @@ Adam's preconditioner, AdamW (``adamw``) applies it decoupled, after -- Loshchil
 from __future__ import annotations
 
 import math
+from typing import Any, Optional
 
 import jax
 import optax
 
 from regjax._checks import check_in_range, check_nonnegative
+from regjax.base import PyTree
 from regjax.penalty import weights_mask
 
 __all__ = ["sgd_step", "sgd", "decayed_sgd", "adam_l2", "adamw"]
 
 
-def sgd_step(params, grads, lr):
+def sgd_step(params: PyTree, grads: PyTree, lr: Any) -> PyTree:
     """One minibatch SGD step from scratch: ``w ← w − lr · g`` for every leaf (pure; returns new params).
 
     ``grads`` should already be the *mean* over the batch's true size (the trainer weights a padded last batch
@@ -39,7 +41,7 @@ def _check_lr(lr):
     check_in_range(lr, "lr", 0.0, math.inf, low_open=True, high_open=True)
 
 
-def sgd(lr, momentum=None) -> optax.GradientTransformation:
+def sgd(lr: float, momentum: Optional[float] = None) -> optax.GradientTransformation:
     """``optax.sgd`` with its learning rate injectable: the engine's ``hparams['lr']`` sets it (traced, so it can
     be swept); without that key it stays ``lr``. Same updates as ``optax.sgd(lr, momentum)``."""
     _check_lr(lr)
@@ -56,7 +58,8 @@ def _decayed(inner):
     return optax.inject_hyperparams(factory, static_args=("mask",))
 
 
-def decayed_sgd(lr, weight_decay, mask=None, momentum=None) -> optax.GradientTransformation:
+def decayed_sgd(lr: float, weight_decay: float, mask: Any = None, momentum: Optional[float] = None
+                ) -> optax.GradientTransformation:
     """``optax.chain(optax.add_decayed_weights(weight_decay, mask), optax.sgd(lr, momentum))``.
 
     Decay comes *before* SGD so that the gradient becomes ``g + λw`` and SGD scales it by ``−lr``. The other
@@ -69,14 +72,14 @@ def decayed_sgd(lr, weight_decay, mask=None, momentum=None) -> optax.GradientTra
     return _decayed(optax.sgd)(lr, weight_decay, mask, momentum=momentum)
 
 
-def adam_l2(lr, weight_decay, mask=None) -> optax.GradientTransformation:
+def adam_l2(lr: float, weight_decay: float, mask: Any = None) -> optax.GradientTransformation:
     """Adam with an L2 penalty folded into the gradient (what ``torch.optim.Adam(weight_decay=…)`` does)."""
     _check_lr(lr)
     check_nonnegative(weight_decay, "weight_decay")
     return _decayed(optax.adam)(lr, weight_decay, mask)
 
 
-def adamw(lr, weight_decay, mask=None) -> optax.GradientTransformation:
+def adamw(lr: float, weight_decay: float, mask: Any = None) -> optax.GradientTransformation:
     """Decoupled weight decay (``optax.adamw``), masked to the weights like the others.
 
     Note optax scales the decay by the learning rate: ``w ← w − lr·(adam_update + λw)``.

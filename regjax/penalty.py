@@ -20,13 +20,14 @@ import jax.numpy as jnp
 import optax
 
 from regjax._checks import check_in_range, check_nonnegative
+from regjax.base import Array, PyTree
 
 __all__ = ["weights_mask", "l2_penalty", "l1_penalty", "add_l1_decay", "l1_decayed_sgd", "penalized"]
 
 Mask = Any  # bool pytree (or a prefix of the params tree) or a callable params -> bool pytree
 
 
-def weights_mask(params):
+def weights_mask(params: PyTree) -> PyTree:
     """Default decay mask: ``True`` for leaves with ``ndim >= 2`` (dense/conv kernels), ``False`` otherwise.
 
     Usable directly as optax's ``mask=`` argument: ``optax.add_decayed_weights(lam, mask=weights_mask)``.
@@ -63,7 +64,7 @@ def _masked_sum(params, mask: Mask, term):
     return sum(leaves[1:], leaves[0]) if leaves else jnp.zeros(())
 
 
-def l2_penalty(params, mask: Mask = None):
+def l2_penalty(params: PyTree, mask: Mask = None) -> Array:
     """``½ · Σ w²`` over the leaves selected by ``mask`` (default: ``weights_mask``, kernels only).
 
     The ½ makes the gradient exactly ``w``, so ``grad(lam * l2_penalty)`` is ``lam * w`` on weights and 0
@@ -72,7 +73,7 @@ def l2_penalty(params, mask: Mask = None):
     return _masked_sum(params, mask, lambda p: 0.5 * jnp.sum(jnp.square(p)))
 
 
-def l1_penalty(params, mask: Mask = None):
+def l1_penalty(params: PyTree, mask: Mask = None) -> Array:
     """``Σ |w|`` over the leaves selected by ``mask`` (default: ``weights_mask``, kernels only) -- D2L §3.7's
     exercise "what if we used Σ|wᵢ| instead of ‖w‖²?" (no ½: the usual lasso convention).
 
@@ -83,7 +84,7 @@ def l1_penalty(params, mask: Mask = None):
     return _masked_sum(params, mask, lambda p: jnp.sum(jnp.abs(p)))
 
 
-def add_l1_decay(weight_decay, mask: Mask = None) -> optax.GradientTransformation:
+def add_l1_decay(weight_decay: Any, mask: Mask = None) -> optax.GradientTransformation:
     """Add ``weight_decay · sign(w)`` to the updates of the masked leaves (default ``weights_mask``): the
     subgradient of ``weight_decay · l1_penalty``, with ``sign(0) = 0`` (the smallest subgradient, so a weight
     at exactly 0 is left there). Chain it *before* the optimizer, like ``optax.add_decayed_weights``.
@@ -108,7 +109,7 @@ def add_l1_decay(weight_decay, mask: Mask = None) -> optax.GradientTransformatio
     return optax.GradientTransformation(init, update)
 
 
-def l1_decayed_sgd(lr, weight_decay, mask: Mask = None) -> optax.GradientTransformation:
+def l1_decayed_sgd(lr: float, weight_decay: float, mask: Mask = None) -> optax.GradientTransformation:
     """``chain(add_l1_decay(weight_decay, mask), sgd(lr))``, both hyperparameters injectable: the engine's
     ``hparams['lr']`` and ``hparams['weight_decay']`` (here the L1 strength λ) reach it as traced values, so
     ``regjax.sweep`` can vmap over L1 strengths. Same updates as ``lam * l1_penalty`` in the loss under SGD."""
@@ -121,7 +122,7 @@ def l1_decayed_sgd(lr, weight_decay, mask: Mask = None) -> optax.GradientTransfo
     return optax.inject_hyperparams(factory, static_args=("mask",))(lr, weight_decay, mask)
 
 
-def penalized(loss_fn: Callable, lam, mask: Mask = None) -> Callable:
+def penalized(loss_fn: Callable, lam: Any, mask: Mask = None) -> Callable:
     """Wrap ``loss_fn(params, *args, **kwargs)`` into ``loss + lam * l2_penalty(params, mask)``.
 
     ``lam`` may be a traced scalar (vmapped sweeps); a concrete ``lam`` must be finite and ``>= 0``.

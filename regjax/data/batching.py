@@ -8,13 +8,14 @@ the nominal batch size, under-weighting the last batch.) Shapes stay static, so 
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from regjax._checks import as_count
+from regjax.base import Array, ArrayLike, PRNGKey
 
 __all__ = ["Batches", "num_batches", "epoch_batches", "batch_mean"]
 
@@ -35,7 +36,8 @@ def num_batches(n: int, batch_size: int, drop_remainder: bool = False) -> int:
     return n // batch_size if drop_remainder else -(-n // batch_size)
 
 
-def epoch_batches(key, x, y, batch_size: int, *, drop_remainder: bool = False, shuffle: bool = True) -> Batches:
+def epoch_batches(key: Optional[PRNGKey], x: ArrayLike, y: ArrayLike, batch_size: int, *, drop_remainder: bool = False,
+                  shuffle: bool = True) -> Batches:
     """One epoch of batches: permute (if ``shuffle``) with ``key``, then batch; jittable (static batch_size)."""
     n = x.shape[0]
     if y.shape[0] != n:
@@ -57,6 +59,6 @@ def epoch_batches(key, x, y, batch_size: int, *, drop_remainder: bool = False, s
     )
 
 
-def batch_mean(values, weight):
+def batch_mean(values: ArrayLike, weight: ArrayLike) -> Array:
     """Mean of per-example ``values`` over the batch's real examples: ``Σ w·v / Σ w``."""
     return jnp.sum(values * weight) / jnp.sum(weight)

@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("REGJAX_CACHE_DIR") or Path.home() / ".cache" / "regjax")
 
 
-def find_idx_files(root) -> dict | None:
+def find_idx_files(root: Any) -> dict | None:
     """The four IDX files under ``root`` in any supported layout (``.gz`` or raw), or ``None``."""
     root = Path(root)
     for layout in LAYOUTS:
@@ -200,7 +201,7 @@ def _guide(reasons: list[str]) -> str:
     )
 
 
-def load_fashion_mnist(data_dir=None, *, download: bool = True, cache=None, tfds_data_dir=None,
+def load_fashion_mnist(data_dir: Any = None, *, download: bool = True, cache: Any = None, tfds_data_dir: Any = None,
                        timeout: float | None = None) -> Dataset:
     """Load Fashion-MNIST as uint8 images ``(N, 28, 28)`` and uint8 labels (60,000 train / 10,000 test).
 

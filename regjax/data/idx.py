@@ -11,6 +11,7 @@ import gzip
 import os
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def _read_bytes(path: Path) -> bytes:
         raise ValueError(f"{path}: corrupt or truncated gzip stream ({err})") from err
 
 
-def read_idx(path, expect: str | None = None) -> np.ndarray:
+def read_idx(path: Any, expect: str | None = None) -> np.ndarray:
     """Read an IDX file (raw or gzipped) into a numpy array.
 
     Args:
@@ -69,7 +70,7 @@ def read_idx(path, expect: str | None = None) -> np.ndarray:
     return array.astype(dtype.newbyteorder("="), copy=True)
 
 
-def write_idx(path, array) -> Path:
+def write_idx(path: Any, array: Any) -> Path:
     """Write ``array`` as an IDX file (gzipped if ``path`` ends in ``.gz``), atomically."""
     path = Path(path)
     array = np.asarray(array)

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 
+from regjax.base import Array, ArrayLike, PRNGKey
+
 __all__ = ["synthetic_linear", "polynomial_data", "PolynomialData"]
 
 
-def synthetic_linear(key, w, b, n: int, noise: float = 0.01):
+def synthetic_linear(key: PRNGKey, w: ArrayLike, b: float, n: int, noise: float = 0.01) -> Tuple[Array, Array]:
     """``X ~ N(0, 1)^(n×d)``, ``y = X w + b + noise · ε`` with ε ~ N(0, 1) drawn from an independent subkey.
 
     Returns ``(X, y)`` with ``y`` of shape ``(n,)``. D2L §3.3 uses w = [2, −3.4], b = 4.2, n = 1000.
@@ -43,8 +46,8 @@ class PolynomialData:
     true_w: jax.Array
 
 
-def polynomial_data(key, n_train: int = 100, n_test: int = 100, max_degree: int = 20,
-                    true_w=(5.0, 1.2, -3.4, 5.6), noise: float = 0.1) -> PolynomialData:
+def polynomial_data(key: PRNGKey, n_train: int = 100, n_test: int = 100, max_degree: int = 20,
+                    true_w: Sequence[float] = (5.0, 1.2, -3.4, 5.6), noise: float = 0.1) -> PolynomialData:
     """D2L §3.6's polynomial regression data: ``y = Σ_i w_i x^i / i! + noise · ε``, x ~ N(0, 1).
 
     Dividing by ``i!`` keeps high powers of x from producing huge features and gradients.
