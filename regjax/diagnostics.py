@@ -5,6 +5,7 @@ constant initialization, and the norms of products of random matrices (exploding
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -17,20 +18,24 @@ from regjax.models.scratch import mlp_layers
 __all__ = ["layer_statistics", "matrix_product_norms", "hidden_unit_spread"]
 
 
-def layer_statistics(params: PyTree, x: ArrayLike, y: ArrayLike, activation: Callable = jax.nn.relu) -> dict:
-    """For an MLP parameter dict: the variance of each hidden layer's activations, and the Frobenius norm of
-    the cross-entropy gradient w.r.t. each layer's kernel (layer 0 = closest to the input)."""
-
+@functools.partial(jax.jit, static_argnames="activation")
+def _layer_statistics(params, x, y, activation):
     def loss(p):
         logits, _ = mlp_layers(p, x, activation=activation)
         return jnp.mean(softmax_cross_entropy(logits, y))
 
     _, hidden = mlp_layers(params, x, activation=activation)
     grads = jax.grad(loss)(params)
-    return {
-        "activation_var": [float(jnp.var(h)) for h in hidden],
-        "grad_norm": [float(jnp.linalg.norm(grads[f"dense{i}"]["kernel"])) for i in range(len(params))],
-    }
+    return ([jnp.var(h) for h in hidden],
+            [jnp.linalg.norm(grads[f"dense{i}"]["kernel"]) for i in range(len(params))])
+
+
+def layer_statistics(params: PyTree, x: ArrayLike, y: ArrayLike, activation: Callable = jax.nn.relu) -> dict:
+    """For an MLP parameter dict: the variance of each hidden layer's activations, and the Frobenius norm of
+    the cross-entropy gradient w.r.t. each layer's kernel (layer 0 = closest to the input). One compiled
+    program per activation and shapes."""
+    variances, norms = jax.device_get(_layer_statistics(params, x, y, activation))
+    return {"activation_var": [float(v) for v in variances], "grad_norm": [float(n) for n in norms]}
 
 
 def matrix_product_norms(key: PRNGKey, num_matrices: int = 100, size: int = 4) -> Array:

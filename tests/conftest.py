@@ -1,5 +1,11 @@
 """Shared test configuration.
 
+* One persistent JAX compilation cache for the whole session (a temporary folder): tests that build the same
+  program -- the same model and shapes, built anew in each test -- compile it once. Child processes started with
+  ``tests.helpers.child_env`` (or a copy of ``os.environ``) use it too. Results are unaffected: a cache hit runs
+  the very executable a compilation would produce.
+* Every test has its own regjax data cache (``$REGJAX_CACHE_DIR`` in its ``tmp_path``) and no
+  ``$REGJAX_DATA_DIR``.
 * ``x64``: a fixture running a test in float64 (exactness tests).
 * Eager-vs-jit coverage uses ``chex.variants(with_jit=True, without_jit=True)`` on ``chex.TestCase`` classes
   (each test runs once with its function under ``jax.jit`` and once without).
@@ -7,6 +13,9 @@
   no example database, no deadline (the first call of a shape compiles). For a wider local search run
   ``pytest --hypothesis-profile=regjax-thorough``.
 """
+import os
+import tempfile
+
 import jax
 import pytest
 from hypothesis import HealthCheck, settings
@@ -24,6 +33,19 @@ settings.register_profile(
     "regjax-thorough", settings.get_profile("regjax"), derandomize=False, max_examples=500
 )
 settings.load_profile("regjax")
+
+_CACHE = tempfile.TemporaryDirectory(prefix="regjax-test-jax-cache-")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE.name
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+jax.config.update("jax_compilation_cache_dir", _CACHE.name)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
+@pytest.fixture(autouse=True)
+def _offline_cache(tmp_path, monkeypatch):
+    """Every test gets its own regjax data cache and no $REGJAX_DATA_DIR: nothing a user has leaks in."""
+    monkeypatch.setenv("REGJAX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("REGJAX_DATA_DIR", raising=False)
 
 
 @pytest.fixture

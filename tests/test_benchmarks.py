@@ -110,8 +110,8 @@ def test_gather_in_step_epoch_trains_exactly_like_make_epoch():
     import chex
 
     from benchmarks.proposals import make_epoch_gather_in_step
-    from regjax.models.adapters import mlp_model
     from regjax.engine import init_state, make_epoch, make_step
+    from regjax.models.adapters import mlp_model
 
     model = mlp_model("scratch", 6, (5, 4), 3, (0.2, 0.5), "normal")
     rng = np.random.default_rng(0)

@@ -11,18 +11,12 @@ import numpy as np
 import pytest
 
 from regjax.checkpoint import read_checkpoint
+from tests.helpers import child_env as _env
+from tests.helpers import load_experiment as _load
 
 ROOT = Path(__file__).resolve().parents[1]
 MLP = str(ROOT / "experiments" / "dropout_mlp.py")
-SMALL = ["--dataset", "digits", "--hidden", "32", "32", "--no-compile-cache"]
-
-
-from tests.test_experiments import _load, _offline_cache  # noqa: F401 (the autouse fixture applies here too)
-
-
-def _env(tmp_path):
-    return {"REGJAX_CACHE_DIR": str(tmp_path / "cache"), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+SMALL = ["--dataset", "digits", "--hidden", "32", "32"]
 
 
 def _exit_code(capsys, argv, name="dropout_mlp"):
@@ -113,11 +107,9 @@ def test_resume_refuses_other_arguments_and_corrupt_checkpoints(tmp_path, capsys
 
 def test_resume_of_a_finished_run_can_extend_it(tmp_path, capsys):
     out = tmp_path / "out"
-    _load("weight_decay").main(["--epochs", "3", "--out", str(out), "--quiet", "--no-compile-cache"])
-    extended = _load("weight_decay").main(["--epochs", "5", "--out", str(out), "--quiet", "--resume",
-                                           "--no-compile-cache"])
-    straight = _load("weight_decay").main(["--epochs", "5", "--out", str(tmp_path / "b"), "--quiet",
-                                           "--no-compile-cache"])
+    _load("weight_decay").main(["--epochs", "3", "--out", str(out), "--quiet"])
+    extended = _load("weight_decay").main(["--epochs", "5", "--out", str(out), "--quiet", "--resume"])
+    straight = _load("weight_decay").main(["--epochs", "5", "--out", str(tmp_path / "b"), "--quiet"])
     assert extended == straight  # every float equal: 3 epochs + 2 resumed == 5 in one go
     assert json.loads((out / "results.json").read_text())["resumed"] is True
 
@@ -156,11 +148,9 @@ def test_sigint_then_sigterm_then_resume_is_bit_identical_to_one_run(tmp_path):
     result = json.loads((a / "results.json").read_text())
     assert result["status"] == "interrupted" and result["epochs_completed"]["dropout"] == 100
 
-    resumed = subprocess.run(base + ["--out", str(a), "--resume"], capture_output=True, text=True, env=env,
-                             timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    straight = subprocess.run(base + ["--out", str(b)], capture_output=True, text=True, env=env, timeout=300)
-    assert straight.returncode == 0, straight.stderr
+    # the last resume and the uninterrupted run in this process (no start-up to pay; the same program bits)
+    _load("dropout_mlp").main(base[2:] + ["--out", str(a), "--resume", "--quiet"])
+    _load("dropout_mlp").main(base[2:] + ["--out", str(b), "--quiet"])
 
     ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
     assert ra["status"] == rb["status"] == "completed"
@@ -184,8 +174,8 @@ def _leaves(tree):
 
 
 def test_idx_files_that_are_not_fashion_mnist_are_named_as_such(tmp_path, capsys):
-    from regjax.data import write_idx
     from regjax.data import fashion_mnist as fm
+    from regjax.data import write_idx
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "idx"
@@ -196,7 +186,7 @@ def test_idx_files_that_are_not_fashion_mnist_are_named_as_such(tmp_path, capsys
         write_idx(folder / f"{stem}.gz", rng.integers(0, high, sizes[key], dtype=np.uint8))
     out = tmp_path / "out"
     _load("dropout_mlp").main(["--data-dir", str(folder), "--epochs", "1", "--hidden", "16", "16", "--out",
-                               str(out), "--no-compile-cache"])
+                               str(out)])
     err = capsys.readouterr().err
     assert "not the registered Fashion-MNIST" in err and err.count("WARNING") == 1
     result = json.loads((out / "results.json").read_text())
@@ -209,8 +199,8 @@ def test_debug_nans_and_a_diverging_trajectory_exit_3(tmp_path, capsys):
                                                 str(tmp_path / "a")])
     assert code == 3 and "jax_debug_nans" in printed.err
     assert json.loads((tmp_path / "a" / "results.json").read_text())["status"] == "diverged"
-    code, printed = _exit_code(capsys, ["--lr", "1e30", "--epochs", "2", "--out", str(tmp_path / "b"),
-                                        "--no-compile-cache"], "decay_vs_penalty")
+    code, printed = _exit_code(capsys, ["--lr", "1e30", "--epochs", "2", "--out", str(tmp_path / "b")],
+                               "decay_vs_penalty")
     assert code == 3 and "[SGD: penalty] training diverged" in printed.err
 
 
@@ -236,7 +226,7 @@ def test_resume_on_other_data_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(fm, "DOWNLOAD_BASE_URL", "http://127.0.0.1:9/")
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     out = tmp_path / "out"
-    argv = ["--epochs", "1", "--hidden", "16", "16", "--train-size", "300", "--out", str(out), "--no-compile-cache"]
+    argv = ["--epochs", "1", "--hidden", "16", "16", "--train-size", "300", "--out", str(out)]
     _load("dropout_mlp").main(argv)  # no Fashion-MNIST: falls back to digits
     folder = tmp_path / "idx"
     folder.mkdir()
@@ -259,6 +249,16 @@ def test_a_failing_checkpoint_write_is_reported_not_hidden(tmp_path, monkeypatch
     monkeypatch.setattr(ck, "write_bytes_atomic", disk_full)
     out = tmp_path / "out"
     with pytest.raises(CheckpointError, match="No space left"):
-        _load("weight_decay").main(["--epochs", "2", "--out", str(out), "--quiet", "--no-compile-cache"])
+        _load("weight_decay").main(["--epochs", "2", "--out", str(out), "--quiet"])
     result = json.loads((out / "results.json").read_text())
     assert result["status"] == "failed" and "No space left" in result["error"]
+
+
+def test_no_compile_cache_holds_for_that_run_only(tmp_path):
+    import jax
+
+    module, seen = _load("weight_decay"), []
+    plot = module.plot_histories
+    module.plot_histories = lambda *a, **k: (seen.append(jax.config.jax_enable_compilation_cache), plot(*a, **k))[1]
+    module.main(["--epochs", "1", "--out", str(tmp_path), "--quiet", "--no-compile-cache"])
+    assert seen == [False] and jax.config.jax_enable_compilation_cache is True

@@ -4,8 +4,17 @@ import numpy as np
 import pytest
 
 from regjax.data import (
-    batch_mean, epoch_batches, flatten_images, images_to_float, kfold_splits, load_diabetes, load_digits,
-    num_batches, polynomial_data, synthetic_linear, to_nhwc,
+    batch_mean,
+    epoch_batches,
+    flatten_images,
+    images_to_float,
+    kfold_splits,
+    load_diabetes,
+    load_digits,
+    num_batches,
+    polynomial_data,
+    synthetic_linear,
+    to_nhwc,
 )
 
 

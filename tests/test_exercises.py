@@ -3,8 +3,8 @@ the decay route equals the penalty's gradient), ``regjax.probes`` (hidden activa
 forward pass, masks included; dropout at test time; biases in front of BN removed), and the experiments that
 answer the exercises (exercises.py, model_selection.py, sweep.py --what dropout/lr, polynomial_fit.py --sweep)
 end to end with tiny settings."""
-import runpy
 import json
+import runpy
 from pathlib import Path
 
 import jax
@@ -14,10 +14,10 @@ import optax
 import pytest
 from jax.test_util import check_grads
 
-from regjax.probes import hidden_variances, mlp_hidden, predict_with_dropout, without_biases
 from regjax.models import scratch
 from regjax.models.adapters import scratch_lenet_bn, scratch_mlp
 from regjax.penalty import add_l1_decay, l1_decayed_sgd, l1_penalty
+from regjax.probes import hidden_variances, mlp_hidden, predict_with_dropout, without_biases
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,7 +137,7 @@ def _check_answers(payload, out, ids):
 def test_exercises_section_37_answers_with_plots(tmp_path, load):
     out = tmp_path / "ex"
     payload = load("exercises")["main"](["--section", "3.7", "--epochs", "3", "--seeds", "2", "--out", str(out),
-                                         "--quiet", "--no-compile-cache"])
+                                         "--quiet"])
     _check_answers(payload, out, ["§3.7.1", "§3.7.2", "§3.7.3"])
 
 
@@ -146,7 +146,7 @@ def test_exercises_section_56(tmp_path, load):
     out = tmp_path / "ex"
     payload = load("exercises")["main"]([
         "--section", "5.6", "--dataset", "digits", "--seeds", "2", "--mlp-epochs", "2", "--mlp-long-epochs", "3",
-        "--mlp-train-size", "120", "--hidden", "16", "16", "--out", str(out), "--quiet", "--no-compile-cache"])
+        "--mlp-train-size", "120", "--hidden", "16", "16", "--out", str(out), "--quiet"])
     _check_answers(payload, out, ["§5.6.1", "§5.6.2", "§5.6.3", "§5.6.4", "§5.6.5"])
 
 
@@ -154,15 +154,14 @@ def test_exercises_section_56(tmp_path, load):
 def test_exercises_section_85(tmp_path, load):
     payload = load("exercises")["main"]([
         "--section", "8.5", "--dataset", "digits", "--train-size", "128", "--lenet-epochs", "1", "--lenet-lrs", "0.1",
-        "1.0", "--out", str(tmp_path / "ex"), "--quiet", "--no-compile-cache"])
+        "1.0", "--out", str(tmp_path / "ex"), "--quiet"])
     assert [a["id"] for a in payload["answers"]] == ["§8.5.1", "§8.5.2"]
     assert payload["answers"][1]["data"]["max_abs_bias"] < 1e-4
 
 
 def test_model_selection_runs_and_answers(tmp_path, load):
     out = load("model_selection")["main"](["--data", "diabetes", "--epochs", "2", "--k", "3", "--seeds", "2",
-                                         "--lambdas", "0", "0.1", "1", "--out", str(tmp_path / "ms"), "--quiet",
-                                         "--no-compile-cache"])
+                                         "--lambdas", "0", "0.1", "1", "--out", str(tmp_path / "ms"), "--quiet"])
     assert out["selection"]["best_lambda"] in (0.0, 0.1, 1.0) and "validation picks" in out["answer"]
     assert len(out["per_lambda"]) == 3 and Path(out["plots"][0]).stat().st_size > 1000
 
@@ -174,7 +173,7 @@ def test_model_selection_runs_and_answers(tmp_path, load):
 ])
 def test_sweep_experiment_dropout_and_lr(what, extra, tmp_path, load):
     out = load("sweep")["main"](["--what", what, "--dataset", "digits", "--epochs", "2", "--train-size", "256",
-                               "--out", str(tmp_path / what), "--quiet", "--no-compile-cache", *extra])
+                               "--out", str(tmp_path / what), "--quiet", *extra])
     assert out["best"] and Path(out["plots"][0]).stat().st_size > 1000
     timing = out["timing"]  # the baselines: here for lr; the weight-decay CLI test in test_sweep.py times both too
     assert timing["vmapped"]["train_s"] > 0
@@ -187,7 +186,7 @@ def test_sweep_experiment_dropout_and_lr(what, extra, tmp_path, load):
 def test_polynomial_fit_overfit_check_and_sweep(tmp_path, load):
     g = load("polynomial_fit")
     g["overfit_sweep"].__globals__.update(SWEEP_N_TRAIN=(20,), SWEEP_DRAWS=2)  # tiny: one sweep, two draws
-    rows = g["main"](["--epochs", "2", "--sweep", "--out", str(tmp_path / "poly"), "--quiet", "--no-compile-cache"])
+    rows = g["main"](["--epochs", "2", "--sweep", "--out", str(tmp_path / "poly"), "--quiet"])
     result = json.loads((tmp_path / "poly" / "results.json").read_text())
     assert result["final"]["20 features"]["epochs"] == 8  # 2 x 1500/400, rounded up
     assert [c["epochs_4"] for c in result["overfit_check"]["checks"]] == [2, 8]

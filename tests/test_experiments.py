@@ -1,5 +1,4 @@
 """Every experiment end to end with tiny settings, in-process; the main job also as a real subprocess."""
-import importlib.util
 import json
 import re
 import subprocess
@@ -9,21 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"exp_{name}", ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(autouse=True)
-def _offline_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("REGJAX_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("REGJAX_DATA_DIR", raising=False)
-
+from tests.helpers import ROOT, child_env
+from tests.helpers import load_experiment as _load
 
 SMOKE = {
     "dropout_mlp": ["--dataset", "digits", "--epochs", "1", "--compare", "--hidden", "32", "32"],
@@ -41,7 +27,7 @@ SMOKE = {
 @pytest.mark.parametrize("name", sorted(SMOKE))
 def test_experiment_runs_end_to_end(name, tmp_path, capsys):
     out = tmp_path / name
-    _load(name).main(SMOKE[name] + ["--out", str(out), "--no-compile-cache"])
+    _load(name).main(SMOKE[name] + ["--out", str(out)])
     printed = capsys.readouterr().out
     result = json.loads((out / "results.json").read_text())
     assert result["experiment"] == name
@@ -52,7 +38,7 @@ def test_experiment_runs_end_to_end(name, tmp_path, capsys):
 
 
 def test_decay_vs_penalty_table_shows_the_lesson(tmp_path, capsys):
-    rows = _load("decay_vs_penalty").main(["--epochs", "10", "--out", str(tmp_path), "--no-compile-cache"])
+    rows = _load("decay_vs_penalty").main(["--epochs", "10", "--out", str(tmp_path)])
     assert rows["SGD"]["max_abs_dw"] < 1e-4
     assert rows["SGD+momentum 0.9"]["max_abs_dw"] < 1e-4
     assert rows["Adam (penalty = Adam+L2) vs AdamW"]["max_abs_dw"] > 0.1
@@ -60,15 +46,15 @@ def test_decay_vs_penalty_table_shows_the_lesson(tmp_path, capsys):
 
 def test_weight_decay_scratch_and_optax_agree(tmp_path):
     mod = _load("weight_decay")
-    a = mod.main(["--epochs", "5", "--out", str(tmp_path / "a"), "--quiet", "--no-compile-cache"])
-    b = mod.main(["--epochs", "5", "--impl", "optax", "--out", str(tmp_path / "b"), "--quiet", "--no-compile-cache"])
+    a = mod.main(["--epochs", "5", "--out", str(tmp_path / "a"), "--quiet"])
+    b = mod.main(["--epochs", "5", "--impl", "optax", "--out", str(tmp_path / "b"), "--quiet"])
     for k in a:
         assert a[k]["w_norm"] == pytest.approx(b[k]["w_norm"], rel=1e-4)
     assert a["lambda=3"]["w_norm"] < a["lambda=0"]["w_norm"]
 
 
 def test_main_job_subprocess_help_and_run_results_match_printed(tmp_path):
-    env = {"REGJAX_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
+    env = child_env(tmp_path)
     script = str(ROOT / "experiments" / "dropout_mlp.py")
     help_out = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, env=env,
                               timeout=120)
@@ -85,8 +71,7 @@ def test_main_job_subprocess_help_and_run_results_match_printed(tmp_path):
 
 
 def test_explicit_fashion_mnist_offline_fails_fast_with_guide(tmp_path):
-    env = {"REGJAX_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu",
-           "TFDS_DATA_DIR": str(tmp_path / "tfds")}
+    env = child_env(tmp_path, TFDS_DATA_DIR=str(tmp_path / "tfds"))
     code = ("import regjax.data.fashion_mnist as f, runpy, sys; f.DOWNLOAD_BASE_URL='http://127.0.0.1:9/'; "
             f"sys.argv=['dropout_mlp.py','--dataset','fashion_mnist','--out',{str(tmp_path / 'o')!r}]; "
             f"runpy.run_path({str(ROOT / 'experiments' / 'dropout_mlp.py')!r}, run_name='__main__')")
@@ -101,7 +86,7 @@ def test_fallback_is_loud_and_recorded(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(fm, "DOWNLOAD_BASE_URL", "http://127.0.0.1:9/")
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
-    _load("softmax_regression").main(["--epochs", "1", "--out", str(tmp_path), "--quiet", "--no-compile-cache"])
+    _load("softmax_regression").main(["--epochs", "1", "--out", str(tmp_path), "--quiet"])
     assert "FALLING BACK" in capsys.readouterr().err
     assert json.loads((tmp_path / "results.json").read_text())["dataset"]["name"] == "digits"
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 
-from regjax.models import linen as fm
 from regjax.models import from_flax_variables, get_initializer, scratch, to_flax_variables
+from regjax.models import linen as fm
 
 KEY = jax.random.key(0)
 

@@ -65,7 +65,7 @@ def test_a_sweep_member_equals_the_same_fit():
 
 def _run(out, argv=()):
     p = runner.parser("a tiny model of its own", epochs=3, lr=0.5, batch_size=16, out=str(out))
-    with runner.Run("tiny", p, ["--quiet", "--no-compile-cache", *argv]) as run:
+    with runner.Run("tiny", p, ["--quiet", *argv]) as run:
         run.set_dataset({"name": "tiny", "n_train": 48, "n_test": 16}, n_train=48)
         state, history = run.fit("alone", MODEL, None, _data(), epochs=run.args.epochs,
                                  hparams={"lr": run.args.lr, "temperature": 2.0})

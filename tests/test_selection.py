@@ -14,11 +14,17 @@ import pytest
 
 from regjax import decayed_sgd
 from regjax.data import load_diabetes, synthetic_linear
+from regjax.engine import fit, grid, sweep
 from regjax.models.adapters import scratch_linreg
-from regjax.selection import (curve, equal_folds, fold_data, kfold_members, one_se_index, ridge_closed_form,
-                              select_lambda)
-from regjax.engine import grid, sweep
-from regjax.engine import fit
+from regjax.selection import (
+    curve,
+    equal_folds,
+    fold_data,
+    kfold_members,
+    one_se_index,
+    ridge_closed_form,
+    select_lambda,
+)
 
 
 def _ridge_check(result, x, y, lams, w_tol):

@@ -9,9 +9,9 @@ kernel per member become ONE grouped convolution under vmap -- another algorithm
 BatchNorm divides by batch standard deviations, so round-off of ~1e-7 per step grows through 8 steps at lr 0.9
 to ~2e-6 on parameters of size ~1e-2: LeNet is compared at atol 2e-5 (10x that).
 """
-import runpy
 import json
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -24,10 +24,19 @@ import pytest
 
 from regjax import decayed_sgd
 from regjax.data import synthetic_linear
+from regjax.engine import (
+    Diverged,
+    Members,
+    SweepHistory,
+    available_memory,
+    fit,
+    grid,
+    group_stats,
+    plan_chunk_size,
+    sweep,
+)
 from regjax.models.adapters import scratch_lenet_bn, scratch_linreg, scratch_mlp
 from regjax.optim import sgd
-from regjax.engine import Members, SweepHistory, available_memory, grid, group_stats, plan_chunk_size, sweep
-from regjax.engine import Diverged, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 RTOL, ATOL = 1e-5, 1e-6
@@ -224,7 +233,7 @@ def test_cli_sigint_then_resume_equals_an_uninterrupted_sweep(tmp_path, monkeypa
     monkeypatch.setenv("REGJAX_CACHE_DIR", str(tmp_path / "cache"))
     main = runpy.run_path(str(ROOT / "experiments" / "sweep.py"))["main"]
     args = ["--what", "weight_decay", "--epochs", "300", "--seeds", "2", "--lambdas", "0", "3", "--n-test", "20",
-            "--baselines", "none", "--checkpoint-interval", "0", "--no-compile-cache"]
+            "--baselines", "none", "--checkpoint-interval", "0"]
     env = {**os.environ, "REGJAX_CACHE_DIR": str(tmp_path / "cache"), "JAX_PLATFORMS": "cpu"}
     proc = subprocess.Popen([sys.executable, "-u", str(ROOT / "experiments" / "sweep.py"), *args, "--out",
                              str(tmp_path / "cut")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

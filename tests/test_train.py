@@ -7,9 +7,9 @@ import optax
 import pytest
 
 from regjax.data import epoch_batches, flatten_images, load_digits
+from regjax.engine import fit, init_state, make_epoch, make_evaluate, make_step, run_steps
 from regjax.models.adapters import lenet_bn_model, mlp_model, scratch_linreg
 from regjax.report import write_json_atomic
-from regjax.engine import fit, init_state, make_epoch, make_evaluate, make_step, run_steps
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +80,10 @@ def test_traced_hyperparameters_vmap_over_lambdas():
 
 def test_lenet_bn_trains_and_updates_batch_stats_both_impls():
     ds = load_digits()
-    x = jax.image.resize(jnp.asarray(ds.x_train[:256, :, :, None]), (256, 28, 28, 1), "bilinear")
-    data = (x, ds.y_train[:256], x[:64], ds.y_train[:64])
+    x = jax.image.resize(jnp.asarray(ds.x_train[:256, :, :, None]), (256, 16, 16, 1), "bilinear")  # 16x16: both
+    data = (x, ds.y_train[:256], x[:64], ds.y_train[:64])                                # VALID 5x5 convs fit
     for impl in ("scratch", "flax"):
-        model = lenet_bn_model(impl)
+        model = lenet_bn_model(impl, 10, (16, 16, 1))
         opt = None if impl == "scratch" else optax.sgd(0.5)
         state, h = fit(model, opt, data, epochs=2, batch_size=64, key=jax.random.key(0),
                        hparams={"lr": 0.5} if impl == "scratch" else {})
@@ -125,8 +125,8 @@ def test_write_json_atomic_never_leaves_half_a_file(tmp_path):
 # ---- engine part 2: continue, reuse, every hparam honoured or refused, labels, divergence ------------------
 
 from regjax.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
-from regjax.optim import decayed_sgd, sgd  # noqa: E402
 from regjax.engine import Diverged, History  # noqa: E402
+from regjax.optim import decayed_sgd, sgd  # noqa: E402
 
 
 def _leaves_equal(a, b):
@@ -136,9 +136,9 @@ def _leaves_equal(a, b):
 @pytest.mark.parametrize("route", ["scratch", "optax momentum", "flax lenet-bn"])
 def test_continuing_through_a_checkpoint_is_bit_identical(digits, route, tmp_path):
     if route == "flax lenet-bn":
-        x = jax.image.resize(jnp.asarray(digits[0][:192].reshape(-1, 8, 8, 1)), (192, 28, 28, 1), "bilinear")
+        x = jax.image.resize(jnp.asarray(digits[0][:192].reshape(-1, 8, 8, 1)), (192, 16, 16, 1), "bilinear")
         data = (x, digits[1][:192], x[:64], digits[1][:64])
-        model, opt, hp = lenet_bn_model("flax"), sgd(0.5), {}
+        model, opt, hp = lenet_bn_model("flax", 10, (16, 16, 1)), sgd(0.5), {}
     else:
         data = digits
         model = mlp_model("scratch", 64, (32, 32), 10)

@@ -15,9 +15,9 @@ from regjax.data.batching import epoch_batches, num_batches
 from regjax.engine.core import Loop, check_data, check_epochs, compile_loop, prologue, run_epochs
 from regjax.engine.history import History
 from regjax.engine.hparams import check_hparams
-from regjax.engine.program import program
+from regjax.engine.program import initial_state, program
 from regjax.engine.spec import TrainSpec
-from regjax.engine.step import epoch_key, make_step, run_keys, start_state
+from regjax.engine.step import epoch_key, make_step, run_keys
 from regjax.parallel import replicate
 
 __all__ = ["fit", "run_steps"]
@@ -71,7 +71,7 @@ def fit(model: Model, optimizer: Optional[optax.GradientTransformation], data: D
                          f"an equal slice of each batch; use e.g. {batch_size - batch_size % size or size} "
                          f"or {batch_size + size - batch_size % size}")
     history = history if history is not None else History()
-    state, hparams = prologue(spec, data, hparams, state=state, init=lambda: start_state(model, optimizer, key),
+    state, hparams = prologue(spec, data, hparams, state=state, init=lambda: initial_state(model, optimizer, key),
                               history=history, start_epoch=start_epoch, num_members=1,
                               first=lambda tree: tree, example_x=data[0])
     if on_start is not None:
@@ -100,7 +100,7 @@ def run_steps(model: Model, optimizer: Optional[optax.GradientTransformation], x
     x, y = jax.numpy.asarray(x), jax.numpy.asarray(y)
     num_batches(int(x.shape[0]), batch_size)
     keys = run_keys(key)
-    state = start_state(model, optimizer, key)
+    state = initial_state(model, optimizer, key)
     hparams = check_hparams(model, optimizer, state.opt_state, hparams)
     step = make_step(model, optimizer, spec.loss_fn, task=spec.task, penalty_mask=spec.mask())
 

@@ -42,38 +42,18 @@ from regjax.engine.history import Diverged, History, SweepHistory
 from regjax.engine.hparams import check_hparams
 from regjax.engine.members import Members
 from regjax.engine.memory import available_memory, peak_bytes, plan_chunk_size, tree_bytes
-from regjax.engine.program import program
+from regjax.engine.program import initial_state, program
 from regjax.engine.results import SweepResult
 from regjax.engine.spec import TrainSpec
-from regjax.engine.step import start_state
 from regjax.parallel import replicate
 
 __all__ = ["sweep", "init_members", "train_sequentially"]
 
 
-@functools.lru_cache(maxsize=32)
-def _init_program(model: Model, optimizer: Optional[optax.GradientTransformation]) -> Tuple[Callable, dict]:
-    return jax.jit(jax.vmap(lambda k: start_state(model, optimizer, k))), {}
-
-
-# XLA's CPU backend spends seconds optimizing the unrolled threefry of a vmapped initializer (10 s for LeNet on a
-# busy 2-core machine, 1.5 s without backend optimization); it runs once, so it is compiled unoptimized -- the
-# same bits either way (integer hashing, then the initializers' exact float ops; the tests compare with fit).
-_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
-
-
 def init_members(model: Model, optimizer: Optional[optax.GradientTransformation], keys: PRNGKey) -> TrainState:
     """The stacked initial state: ``start_state(model, optimizer, key)`` per member key, vmapped -- the state
     each member's solo ``fit`` starts from (also the ``target`` to restore a sweep checkpoint into)."""
-    init, cache = _init_program(model, optimizer)
-    signature = (keys.shape, str(keys.dtype))
-    if signature not in cache:
-        lowered = init.lower(keys)
-        try:
-            cache[signature] = lowered.compile(compiler_options=_INIT_COMPILER_OPTIONS)
-        except Exception:  # a backend without that option
-            cache[signature] = lowered.compile()
-    return cache[signature](keys)
+    return initial_state(model, optimizer, keys, members=True)
 
 
 def _member_placement(member_mesh: Optional[Mesh]) -> Callable[[Any], Any]:

@@ -61,7 +61,9 @@ def parser(description: str, *, epochs: int, lr: float, batch_size: int, out: st
     p.add_argument("--debug-nans", action="store_true",
                    help="turn on jax_debug_nans: stop at the first operation that produces a NaN (slow)")
     p.add_argument("--quiet", action="store_true", help="print nothing but warnings and errors (results.json has it all)")
-    p.add_argument("--no-compile-cache", action="store_true", help="disable JAX's persistent compilation cache")
+    p.add_argument("--no-compile-cache", action="store_true",
+                   help="disable JAX's persistent compilation cache (default: kept in $JAX_COMPILATION_CACHE_DIR if "
+                        "set, else in $REGJAX_CACHE_DIR/jax_compilation_cache)")
     scale = p.add_argument_group("scaling out (see README 'Scaling out')")
     scale.add_argument("--devices", type=device_count, default=None,
                        help="data-parallel over the first N devices, or 'all' (default: 1 device; all devices of "

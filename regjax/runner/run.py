@@ -36,7 +36,7 @@ class Run(Lifecycle):
         self.plan = ResumePlan()
         self.ds: Optional[Dataset] = None
         self._slugs: dict = {}
-        self._debug_nans_before: Optional[bool] = None
+        self._restore_config: dict = {}
 
     def error(self, message: str) -> None:
         """A bad argument: one line, exit 2 (only before training; afterwards it is a failure)."""
@@ -64,7 +64,9 @@ class Run(Lifecycle):
         self.resuming = self.plan.resuming
         import jax
 
-        if not self.args.no_compile_cache:
+        if self.args.no_compile_cache:  # for this run only (restored on exit: main() may be called in-process)
+            self._set_config("jax_enable_compilation_cache", False)
+        elif jax.config.jax_compilation_cache_dir is None:  # a folder the user chose (JAX_COMPILATION_CACHE_DIR) stays
             path = cache_dir() / "jax_compilation_cache"
             try:
                 path.mkdir(parents=True, exist_ok=True)
@@ -73,11 +75,17 @@ class Run(Lifecycle):
                 print(f"WARNING: no compilation cache ({path}: {err.strerror or err}); set $REGJAX_CACHE_DIR to a "
                       f"writable folder to keep compiled programs between runs", file=sys.stderr, flush=True)
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # small ones add up: cache all
-        if self.args.debug_nans:  # for this run only (restored on exit: main() may be called in-process)
-            self._debug_nans_before = jax.config.jax_debug_nans
-            jax.config.update("jax_debug_nans", True)
+        if self.args.debug_nans:
+            self._set_config("jax_debug_nans", True)
         self.install_signals()
         return self
+
+    def _set_config(self, name: str, value: Any) -> None:
+        """A JAX option for this run only: the value before is restored on exit."""
+        import jax
+
+        self._restore_config.setdefault(name, getattr(jax.config, name))
+        jax.config.update(name, value)
 
     def _check_out(self) -> None:
         out = Path(self.args.out)
@@ -93,10 +101,10 @@ class Run(Lifecycle):
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
         self.ignore_signals()
         try:
-            if self._debug_nans_before is not None:
-                import jax
+            import jax
 
-                jax.config.update("jax_debug_nans", self._debug_nans_before)
+            for name, value in self._restore_config.items():
+                jax.config.update(name, value)
             return self.end(exc)
         finally:
             self.restore_signals()
@@ -158,11 +166,12 @@ class Run(Lifecycle):
         checkpoint after every epoch, ``--resume``, ``--devices`` (each batch split over them)."""
         import jax
 
-        from regjax.engine import History, fit, start_state
+        from regjax.engine import History, fit
+        from regjax.engine.program import initial_state
 
         key = jax.random.key(self.args.seed) if key is None else key
         variant = Variant(self, name, self.checkpoint_path(name))
-        state, start, history = variant.restore(lambda: start_state(model, optimizer, key), History(),
+        state, start, history = variant.restore(lambda: initial_state(model, optimizer, key), History(),
                                                 History.from_dict, epochs)
         kwargs.setdefault("batch_size", self.args.batch_size)
         return variant.train(fit, model, optimizer, data, epochs=epochs, key=key, state=state, start_epoch=start,

@@ -1,17 +1,30 @@
-"""Run with 8 virtual CPU devices (XLA_FLAGS set by the caller before jax is imported); prints one JSON line."""
+"""Run with 8 virtual CPU devices (XLA_FLAGS set by the caller before jax is imported); prints one JSON line.
+
+Everything that needs 8 devices runs here, in one process (one JAX start-up, compiled programs shared): the
+library's data and member parallelism against one device, the CLI's ``--devices`` (its runs and refusals
+through ``main``, in-process), and the 8-device reference runs other tests compare with, written under the
+folder given as the first argument: ``one/`` (2 epochs: what 2 processes of 4 devices must equal) and
+``straight/`` (60 epochs: what an interrupted and resumed 8-device run must equal, bit for bit)."""
+import contextlib
+import io
 import json
+import runpy
+import sys
+import tempfile
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 import regjax as rj
 from regjax.data import flatten_images, load_digits
+from regjax.engine import fit
 from regjax.models.adapters import lenet_bn_model, mlp_model
 from regjax.optim import sgd
 from regjax.parallel import data_mesh, member_mesh
-from regjax.engine import fit
 
 assert jax.device_count() == 8
 out = {"threefry_partitionable": bool(jax.config.jax_threefry_partitionable)}
@@ -24,13 +37,13 @@ def max_diff(a, b):
 
 ds = load_digits()
 digits = (flatten_images(ds.x_train), ds.y_train.astype(np.int32), flatten_images(ds.x_test), ds.y_test.astype(np.int32))
-x = jax.image.resize(jnp.asarray(ds.x_train[:256, :, :, None]), (256, 28, 28, 1), "bilinear")
-lenet_data = (x, ds.y_train[:256].astype(np.int32), x[:64], ds.y_train[:64].astype(np.int32))
+x = jax.image.resize(jnp.asarray(ds.x_train[:128, :, :, None]), (128, 16, 16, 1), "bilinear")  # 16x16: LeNet's
+lenet_data = (x, ds.y_train[:128].astype(np.int32), x[:64], ds.y_train[:64].astype(np.int32))  # two VALID convs fit
 cases = {
     "mlp scratch": (mlp_model("scratch", 64, (64, 64), 10, (0.2, 0.5), "xavier"), None, {"lr": 0.3}, digits, 3),
     "mlp flax": (mlp_model("flax", 64, (64, 64), 10, (0.2, 0.5), "xavier"), sgd(0.3), {}, digits, 3),
-    "lenet-bn scratch": (lenet_bn_model("scratch"), None, {"lr": 0.5}, lenet_data, 2),
-    "lenet-bn flax": (lenet_bn_model("flax"), sgd(0.5), {}, lenet_data, 2),
+    "lenet-bn scratch": (lenet_bn_model("scratch", 10, (16, 16, 1)), None, {"lr": 0.5}, lenet_data, 2),
+    "lenet-bn flax": (lenet_bn_model("flax", 10, (16, 16, 1)), sgd(0.5), {}, lenet_data, 2),
 }
 for name, (model, opt, hp, data, epochs) in cases.items():
     runs = [fit(model, opt, data, epochs=epochs, batch_size=64, key=jax.random.key(0), hparams=hp, data_mesh=mesh)
@@ -63,8 +76,8 @@ for layout, shape in (("NC", (64, 6)), ("NHWC", (64, 5, 5, 6))):
     out[f"bn_axis_name_{layout}"] = max(max_diff(y_ref, y_sm), max_diff(st_ref, st_sm))
 
 # a sweep's member axis split over the 8 devices equals the unsharded sweep
-from regjax.models.adapters import scratch_linreg  # noqa: E402
 from regjax.engine import grid, sweep  # noqa: E402
+from regjax.models.adapters import scratch_linreg  # noqa: E402
 
 xs = jax.random.normal(jax.random.key(5), (120, 20))
 ys = xs @ jnp.linspace(-1.0, 1.0, 20) + 0.1
@@ -85,4 +98,30 @@ try:
     out["indivisible"] = "accepted"
 except ValueError as err:
     out["indivisible"] = str(err)
+# the CLI: --devices 8 equals --devices 1, and device counts it cannot use are refused (one line, exit 2)
+main = runpy.run_path(str(Path(__file__).resolve().parents[2] / "experiments" / "batch_norm.py"))["main"]
+folder = Path(tempfile.mkdtemp())
+out["cli_runs"] = {}
+for n in ("8", "1"):
+    main(["--dataset", "digits", "--epochs", "2", "--train-size", "512", "--devices", n, "--quiet", "--out",
+          str(folder / n)])
+    result = json.loads((folder / n / "results.json").read_text())
+    out["cli_runs"][n] = {"devices": result["devices"], "test_loss": result["final"]["test_loss"]}
+out["cli_refusals"] = {}
+for name, argv in (("16 devices", ["--devices", "16"]), ("batch 100", ["--devices", "8", "--batch-size", "100"])):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            main(["--dataset", "digits", *argv, "--out", str(folder / "x")])
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code
+    out["cli_refusals"][name] = {"exit_code": code, "stderr": err.getvalue()}
+# the 8-device reference runs of the CLI tests in tests/test_parallel.py
+references = Path(sys.argv[1])
+dropout_mlp = runpy.run_path(str(Path(__file__).resolve().parents[2] / "experiments" / "dropout_mlp.py"))["main"]
+small = ["--dataset", "digits", "--hidden", "64", "64", "--devices", "8", "--quiet"]
+dropout_mlp(small + ["--epochs", "2", "--out", str(references / "one")])
+dropout_mlp(small + ["--epochs", "60", "--out", str(references / "straight")])
+out["references"] = str(references)
 print(json.dumps(out))
