@@ -14,7 +14,7 @@ import numpy as np
 import optax
 
 from regjax import adamw, decayed_sgd, runner
-from regjax.data import synthetic_linear
+from regjax.data import seed_keys, synthetic_linear
 from regjax.engine import Diverged, run_steps
 from regjax.models.adapters import scratch_linreg
 from regjax.plots import plot_series
@@ -27,7 +27,7 @@ def main(argv=None):
     with runner.Run("decay_vs_penalty", p, argv) as run:
         args = run.args
         run.set_dataset({"name": "synthetic_linear", "n_train": 20, "d": 200}, n_train=20)
-        data_key, train_key = jax.random.split(jax.random.key(args.seed))
+        data_key, train_key = seed_keys(args.seed)
         x, y = synthetic_linear(data_key, 0.01 * jnp.ones(200), 0.05, 20, 0.01)
         model = scratch_linreg(200, weight_init=jax.nn.initializers.normal(1.0))
         routes = {

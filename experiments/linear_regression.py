@@ -4,11 +4,10 @@ batch 10, lr 0.03, 3 epochs), from scratch (``sgd_step``) and with ``optax.sgd``
 of w and b."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from regjax import runner
-from regjax.data import synthetic_linear
+from regjax.data import seed_keys, synthetic_linear
 from regjax.models.adapters import scratch_linreg
 from regjax.plots import plot_histories
 
@@ -23,7 +22,7 @@ def main(argv=None):
     with runner.Run("linear_regression", p, argv) as run:
         args = run.args
         run.set_dataset({"name": "synthetic_linear", "n_train": args.n, "n_test": args.n}, n_train=args.n)
-        data_key, train_key = jax.random.split(jax.random.key(args.seed))
+        data_key, train_key = seed_keys(args.seed)
         x, y = synthetic_linear(data_key, jnp.array(TRUE_W), TRUE_B, 2 * args.n, 0.01)
         data = (x[:args.n], y[:args.n], x[args.n:], y[args.n:])
         optimizer, hparams = runner.sgd_route(args)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from regjax import runner
-from regjax.data import polynomial_data
+from regjax.data import polynomial_data, seed_keys
 from regjax.engine import grid
 from regjax.models.adapters import scratch_linreg
 from regjax.plots import plot_histories, plot_panels
@@ -39,7 +39,7 @@ def main(argv=None):
     with runner.Run("polynomial_fit", p, argv) as run:
         args = run.args
         run.set_dataset({"name": "polynomial", "n_train": 100, "n_test": 100}, n_train=100)
-        data_key, train_key = jax.random.split(jax.random.key(args.seed))
+        data_key, train_key = seed_keys(args.seed)
         if len(set(args.features)) != len(args.features) or max(args.features) > 170:
             # x^i / i! needs i! as a float64: 170! is the largest that fits
             run.error(f"--features must be distinct counts in [1, 170], got {' '.join(map(str, args.features))}")

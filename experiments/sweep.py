@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from regjax import decayed_sgd, runner
+from regjax.data import seed_keys
 from regjax.engine import fit, grid, group_stats, train_sequentially
 from regjax.models.adapters import scratch_mlp
 from regjax.plots import plot_heatmap, plot_panels
@@ -81,7 +82,7 @@ def weight_decay(run):
                      "d": args.num_inputs}, n_train=args.n_train)
     data, model = weight_decay_problem(args.seed, args.n_train, args.n_test, args.num_inputs)
     seeds = range(args.seed, args.seed + args.seeds)
-    train_key = lambda s: jax.random.split(jax.random.key(s))[1]  # weight_decay.py's training key for --seed s
+    train_key = lambda s: seed_keys(s)[1]  # noqa: E731 -- weight_decay.py's training key for --seed s
     lams = [float(v) for v in args.lambdas]
     if args.impl == "scratch":  # λ/2‖w‖² in the loss, scratch SGD
         optimizer, members = None, grid(seeds, key_fn=train_key, lam=lams, lr=args.lr)

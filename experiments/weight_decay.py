@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from regjax import decayed_sgd, runner
-from regjax.data import synthetic_linear
+from regjax.data import seed_keys, synthetic_linear
 from regjax.models.adapters import scratch_linreg
 from regjax.plots import plot_histories
 
@@ -23,7 +23,7 @@ def main(argv=None):
         args = run.args
         run.set_dataset({"name": "synthetic_linear", "n_train": args.n_train, "n_test": args.n_test,
                          "d": args.num_inputs}, n_train=args.n_train)
-        data_key, train_key = jax.random.split(jax.random.key(args.seed))
+        data_key, train_key = seed_keys(args.seed)
         x, y = synthetic_linear(data_key, 0.01 * jnp.ones(args.num_inputs), 0.05, args.n_train + args.n_test, 0.01)
         data = (x[:args.n_train], y[:args.n_train], x[args.n_train:], y[args.n_train:])
         names = [f"lambda={lam:g}" for lam in args.lambdas]

@@ -41,6 +41,17 @@ jax.config.update("jax_compilation_cache_dir", _CACHE.name)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
+# The longest files first: with two workers taking whole files (--dist loadfile), starting the long ones early
+# keeps one worker from finishing alone with a long file at the end.
+LONG_FIRST = ("test_parallel.py", "test_benchmarks.py", "test_cli.py", "test_sweep.py", "test_experiments.py",
+              "test_train.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))
+
+
 @pytest.fixture(autouse=True)
 def _offline_cache(tmp_path, monkeypatch):
     """Every test gets its own regjax data cache and no $REGJAX_DATA_DIR: nothing a user has leaks in."""

@@ -14,7 +14,14 @@ import jax.numpy as jnp
 
 from regjax.base import Array, ArrayLike, PRNGKey
 
-__all__ = ["synthetic_linear", "polynomial_data", "PolynomialData"]
+__all__ = ["seed_keys", "synthetic_linear", "polynomial_data", "PolynomialData"]
+
+
+def seed_keys(seed: int) -> Tuple[PRNGKey, PRNGKey]:
+    """``(data_key, train_key)``: how an experiment on synthetic data splits its one ``--seed`` -- the data are
+    drawn with the first key, and the second is the run key ``fit`` trains with."""
+    data_key, train_key = jax.random.split(jax.random.key(seed))
+    return data_key, train_key
 
 
 def synthetic_linear(key: PRNGKey, w: ArrayLike, b: float, n: int, noise: float = 0.01) -> Tuple[Array, Array]:

@@ -58,9 +58,9 @@ for name, (model, opt, hp, data, epochs) in cases.items():
 mesh = data_mesh(8)
 h = jnp.ones((64, 256))
 key = jax.random.key(3)
-plain = rj.dropout(h, 0.5, key=key, train=True)
-sharded = jax.jit(lambda v: rj.dropout(v, 0.5, key=key, train=True),
-                  out_shardings=NamedSharding(mesh, P("data")))(jax.device_put(h, NamedSharding(mesh, P("data"))))
+masks = lambda v: rj.dropout(v, 0.5, key=key, train=True)  # noqa: E731
+plain = jax.jit(masks)(h)
+sharded = jax.jit(masks, out_shardings=NamedSharding(mesh, P("data")))(jax.device_put(h, NamedSharding(mesh, P("data"))))
 out["dropout_mask_equal"] = bool(np.array_equal(np.asarray(plain), np.asarray(sharded)))
 out["dropout_mask_sharded_on"] = len(sharded.sharding.device_set)
 
@@ -68,11 +68,11 @@ out["dropout_mask_sharded_on"] = len(sharded.sharding.device_set)
 for layout, shape in (("NC", (64, 6)), ("NHWC", (64, 5, 5, 6))):
     xb = jax.random.normal(jax.random.key(1), shape) * 3 + 1
     params, state = rj.batch_norm_init(6)
-    y_ref, st_ref = rj.batch_norm(xb, params, state, train=True)
+    y_ref, st_ref = jax.jit(lambda v: rj.batch_norm(v, params, state, train=True))(xb)
     spec = P("data")
     f = jax.shard_map(lambda v: rj.batch_norm(v, params, state, train=True, axis_name="data"), mesh=mesh,
                       in_specs=spec, out_specs=(spec, P()))
-    y_sm, st_sm = f(xb)
+    y_sm, st_sm = jax.jit(f)(xb)
     out[f"bn_axis_name_{layout}"] = max(max_diff(y_ref, y_sm), max_diff(st_ref, st_sm))
 
 # a sweep's member axis split over the 8 devices equals the unsharded sweep
