@@ -5,8 +5,8 @@
 call of the library functions the experiment goes through, whatever its CLI plumbing looks like: the dataset
 loaders (``regjax.data.load_digits`` / ``load_fashion_mnist``), ``regjax.engine.fit`` (split with its own
 ``compile_time_s`` and ``epoch_time_s``; the rest is state init and evaluation with its compilation),
-``regjax.plots.plot_histories``, ``regjax.report``'s and ``write_json_atomic``. Every module binding of those functions is wrapped
-before the experiment is imported, so ``from regjax.engine import fit`` anywhere picks up the timer.
+``regjax.plots.plot_histories`` and ``regjax.report.write_json_atomic``. Every module binding of those functions
+is wrapped before the experiment is imported, so ``from regjax.engine import fit`` anywhere picks up the timer.
 """
 from __future__ import annotations
 

@@ -112,7 +112,7 @@ def add_l1_decay(weight_decay: Any, mask: Mask = None) -> optax.GradientTransfor
 def l1_decayed_sgd(lr: float, weight_decay: float, mask: Mask = None) -> optax.GradientTransformation:
     """``chain(add_l1_decay(weight_decay, mask), sgd(lr))``, both hyperparameters injectable: the engine's
     ``hparams['lr']`` and ``hparams['weight_decay']`` (here the L1 strength λ) reach it as traced values, so
-    ``regjax.sweep`` can vmap over L1 strengths. Same updates as ``lam * l1_penalty`` in the loss under SGD."""
+    ``regjax.engine.sweep`` can vmap over L1 strengths. Same updates as ``lam * l1_penalty`` in the loss under SGD."""
     check_in_range(lr, "lr", 0.0, math.inf, low_open=True, high_open=True)
     check_nonnegative(weight_decay, "weight_decay")
 

@@ -255,10 +255,43 @@ def test_a_failing_checkpoint_write_is_reported_not_hidden(tmp_path, monkeypatch
 
 
 def test_no_compile_cache_holds_for_that_run_only(tmp_path):
+    """--no-compile-cache keeps this run's compilations out of the persistent cache (JAX asks the cache for
+    none of them), and the cache is back for whatever the process compiles next (main() may run in-process)."""
     import jax
+    from jax import monitoring
 
-    module, seen = _load("weight_decay"), []
-    plot = module.plot_histories
-    module.plot_histories = lambda *a, **k: (seen.append(jax.config.jax_enable_compilation_cache), plot(*a, **k))[1]
-    module.main(["--epochs", "1", "--out", str(tmp_path), "--quiet", "--no-compile-cache"])
-    assert seen == [False] and jax.config.jax_enable_compilation_cache is True
+    asked = []
+    monitoring.register_event_listener(
+        lambda event, **kw: asked.append(event) if event == "/jax/compilation_cache/compile_requests_use_cache" else None)
+    module = _load("weight_decay")  # --num-inputs no other test uses: shapes this process has not compiled yet
+    module.main(["--epochs", "1", "--num-inputs", "37", "--out", str(tmp_path / "a"), "--quiet", "--no-compile-cache"])
+    assert asked == [] and jax.config.jax_enable_compilation_cache is True
+    module.main(["--epochs", "1", "--num-inputs", "38", "--out", str(tmp_path / "b"), "--quiet"])
+    assert asked  # the session's cache (tests/conftest.py) is in use again
+
+
+def test_a_process_other_than_0_resumes_from_the_shared_folder_and_writes_nothing_there(tmp_path, monkeypatch):
+    """In a multi-process run every process continues from the checkpoints in the shared --out; only process 0
+    writes there (the others' results and plots go to a temporary folder, removed at the end)."""
+    import regjax.runner.run as run_module
+    from regjax.runner.devices import Devices
+
+    out = tmp_path / "out"
+    argv = ["--epochs", "1", "--n", "20", "--batch-size", "10", "--out", str(out), "--quiet"]
+    _load("linear_regression").main(argv)
+    before = {p.name: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    monkeypatch.setattr(run_module, "setup_devices", lambda args, refuse: Devices(1, 2, primary=False))
+    seen = {}
+    module = _load("linear_regression")
+    fit = module.runner.Run.fit
+
+    def spy(run, *args, **kwargs):
+        seen.update(folder=run.folder, out=run.out, ckpt_dir=run.ckpt_dir, resuming=run.resuming)
+        return fit(run, *args, **kwargs)
+
+    monkeypatch.setattr(module.runner.Run, "fit", spy)
+    module.main(["--epochs", "2", "--n", "20", "--batch-size", "10", "--out", str(out), "--quiet", "--resume"])
+    assert seen["resuming"] is True and seen["folder"] == out and seen["ckpt_dir"] == out / "checkpoints"
+    assert seen["out"] != out and not seen["out"].exists()  # its own temporary folder, removed at the end
+    after = {p.name: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert after == before  # nothing in the shared folder was touched

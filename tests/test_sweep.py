@@ -178,7 +178,8 @@ def test_a_diverging_member_is_marked_and_the_others_train_on(vmap_size):
     assert h.diverged_epoch[0] is None and 1 < h.diverged_epoch[1] < 6 and h.diverged_step[1] >= 4
     dead = h.metric("train_loss")[:, 1]
     assert not np.isfinite(dead[h.diverged_epoch[1] - 1])  # the epoch it diverged in...
-    assert np.isnan(h.metric("test_loss")[h.diverged_epoch[1]:, 1]).all()  # ...then NaN: it trains no more
+    assert np.isnan(h.metric("test_loss")[h.diverged_epoch[1] - 1:, 1]).all()  # its test loss too, then NaN: it
+    #                                                                             trains no more
     frozen = np.asarray(result.state.params["dense0"]["kernel"][1])
     assert np.isfinite(frozen).all()  # its state is that of its last finite epoch
     state, history = fit(model, None, data, epochs=6, batch_size=5, key=jax.random.key(0), hparams={"lr": 0.003},

@@ -262,6 +262,9 @@ def test_divergence_stops_the_run_and_names_epoch_and_step(digits):
     assert err.value.epoch == 0 and 0 <= err.value.step < 22
     assert err.value.history.status == "diverged" and err.value.history.epochs == 1
     assert seen == []  # a non-finite state is never checkpointed
+    # the epoch's test metrics are NaN, not those of the last finite state; the error carries that state
+    assert np.isnan(err.value.history.test_loss[-1]) and np.isnan(err.value.history.test_accuracy[-1])
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(err.value.state.params))
 
 
 def test_sgd_step_checks_a_concrete_lr():
@@ -293,3 +296,16 @@ def test_a_scheduled_learning_rate_is_not_overridable(digits):
     with pytest.raises(ValueError, match="exposes no injectable 'learning_rate'"):
         fit(mlp_model("flax", 64, (16,), 10, (0.0,)), opt, digits, epochs=1, batch_size=64, key=jax.random.key(0),
             hparams={"lr": 0.5})
+
+
+def test_a_model_with_a_list_of_hparam_names_trains_and_a_member_mesh_is_no_data_mesh(digits):
+    from regjax.base import Model
+    from regjax.parallel import member_mesh
+
+    base = mlp_model("scratch", 64, (16,), 10, (0.1,))
+    listed = Model(base.init, base.apply, list(base.hparams))  # a list: unhashable, normalised by the spec
+    _, h = fit(listed, None, digits, epochs=1, batch_size=64, key=jax.random.key(0), hparams={"lr": 0.1, "rates": [0.2]})
+    assert h.status == "completed"
+    with pytest.raises(ValueError, match="data_mesh must have the one axis 'data'"):
+        fit(base, None, digits, epochs=1, batch_size=64, key=jax.random.key(0), hparams={"lr": 0.1},
+            data_mesh=member_mesh(1))

@@ -171,8 +171,8 @@ def compile_loop(loop: Loop, state: TrainState, hparams: dict, history: Any, epo
 def run_epochs(loop: Loop, executables: tuple, state: TrainState, hparams: dict, history: Any, *,
                start_epoch: int, epochs: int, on_epoch: Optional[Callable] = None,
                after_epoch: Optional[Callable] = None) -> TrainState:
-    """Train epochs ``start_epoch .. epochs-1``: each epoch trains (timed alone: ``epoch_time_s``), evaluates,
-    records into ``history``, calls ``on_epoch(epoch, row)``, raises ``Diverged`` once no member is alive (the
+    """Train epochs ``start_epoch .. epochs-1``: each epoch trains (timed alone: ``epoch_time_s``), evaluates
+    (``eval_time_s``), records into ``history``, calls ``on_epoch(epoch, row)``, raises ``Diverged`` once no member is alive (the
     state then is each member's last finite one), and calls ``after_epoch(epoch, state, history)``."""
     train = executable(loop.program.train, executables[0])
     evaluate = executable(loop.program.evaluate, executables[1])
@@ -182,10 +182,11 @@ def run_epochs(loop: Loop, executables: tuple, state: TrainState, hparams: dict,
         state, totals, ok, bad_step = loop.call(train, loop.train_args(state, hparams, loop.alive(history), epoch),
                                                 TRAIN_MEMBER_ARGS)
         totals, ok, bad_step = jax.device_get((totals, ok, bad_step))  # waits for the epoch
-        seconds = time.perf_counter() - t0
+        seconds, t0 = time.perf_counter() - t0, time.perf_counter()
         test = jax.device_get(loop.call(evaluate, loop.eval_args(state, hparams), EVAL_MEMBER_ARGS))
         row = history.record(epoch, loop.as_members(summarise(totals)), loop.as_members(test),
-                             loop.as_members(ok), loop.as_members(bad_step), seconds, loop.n)
+                             loop.as_members(ok), loop.as_members(bad_step), seconds=seconds,
+                             eval_seconds=time.perf_counter() - t0, n=loop.n)
         if on_epoch is not None:
             on_epoch(epoch, row)
         if not history.alive.any():

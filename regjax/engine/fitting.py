@@ -18,7 +18,7 @@ from regjax.engine.hparams import check_hparams
 from regjax.engine.program import initial_state, program
 from regjax.engine.spec import TrainSpec
 from regjax.engine.step import epoch_key, make_step, run_keys
-from regjax.parallel import replicate
+from regjax.parallel import DATA_AXIS, replicate
 
 __all__ = ["fit", "run_steps"]
 
@@ -36,8 +36,8 @@ def fit(model: Model, optimizer: Optional[optax.GradientTransformation], data: D
       model, optimizer: a ``Model`` and an optax optimizer, or ``None`` for the scratch ``sgd_step`` (then
         ``hparams['lr']`` is required).
       data: ``(x_train, y_train, x_test, y_test)`` (moved to the device once).
-      key: the run key: parameters (unless ``state`` is given), dropout (``fold_in(key, step)``) and the
-        per-epoch shuffles (``regjax.engine.step`` spells the schedule), so epoch ``e`` is the same whether the
+      key: the run key: parameters (unless ``state`` is given), the dropout key of every step and the per-epoch
+        shuffles (``regjax.engine.step`` spells the schedule), so epoch ``e`` is the same whether the
         run got there in one call or was continued: ``fit(..., state=s, start_epoch=e, history=h)`` with the
         ``s, h`` of an earlier call after ``e`` epochs (e.g. from a checkpoint) finishes bit-identically to one
         uninterrupted call.
@@ -65,6 +65,9 @@ def fit(model: Model, optimizer: Optional[optax.GradientTransformation], data: D
     data = check_data(data, spec.task)
     n = int(data[0].shape[0])
     num_batches(n, batch_size, drop_remainder)
+    if data_mesh is not None and tuple(data_mesh.axis_names) != (DATA_AXIS,):
+        raise ValueError(f"data_mesh must have the one axis {DATA_AXIS!r} (regjax.parallel.data_mesh(n)), got axes "
+                         f"{tuple(data_mesh.axis_names)}; a sweep's members go on sweep(member_mesh=...)")
     if data_mesh is not None and batch_size % data_mesh.size:
         size = data_mesh.size
         raise ValueError(f"batch_size {batch_size} is not a multiple of the {size} devices: every device gets "

@@ -44,8 +44,9 @@ class History:
     train_accuracy: list = dataclasses.field(default_factory=list)
     test_loss: list = dataclasses.field(default_factory=list)
     test_accuracy: list = dataclasses.field(default_factory=list)
-    epoch_time_s: list = dataclasses.field(default_factory=list)
+    epoch_time_s: list = dataclasses.field(default_factory=list)   # training alone
     examples_per_s: list = dataclasses.field(default_factory=list)
+    eval_time_s: list = dataclasses.field(default_factory=list)    # the test-set evaluation after each epoch
     compile_time_s: float = 0.0
     status: str = "running"
 
@@ -57,19 +58,21 @@ class History:
     def alive(self) -> np.ndarray:
         return np.array([self.diverged_step is None])
 
-    def first_diverged_step(self) -> int:
+    def first_diverged_step(self) -> Optional[int]:
         return self.diverged_step
 
-    def record(self, epoch: int, train: dict, test: dict, ok: np.ndarray, bad_step: np.ndarray, seconds: float,
-               n: int) -> dict:
-        """Append epoch ``epoch`` from the driver's member-axis arrays (one member); returns the row."""
+    def record(self, epoch: int, train: dict, test: dict, ok: np.ndarray, bad_step: np.ndarray, *, seconds: float,
+               eval_seconds: float, n: int) -> dict:
+        """Append epoch ``epoch`` from the driver's member-axis arrays (one member); returns the row. In the epoch
+        the run diverged in, the test metrics are NaN: the model that epoch produced has no finite loss."""
         del epoch
         if not ok[0]:
             self.diverged_step = int(bad_step[0])
-        one = lambda d, k: None if d.get(k) is None else d[k][0]  # noqa: E731
-        row = {"train_loss": float(one(train, "loss")), "train_accuracy": _float(one(train, "accuracy")),
+        one = lambda d, k: None if d.get(k) is None else (d[k][0] if ok[0] else math.nan)  # noqa: E731
+        row = {"train_loss": float(train["loss"][0]), "train_accuracy": _float(train.get("accuracy", [None])[0]),
                "test_loss": float(one(test, "loss")), "test_accuracy": _float(one(test, "accuracy")),
-               "epoch_time_s": seconds, "examples_per_s": n / seconds if seconds > 0 else float("inf")}
+               "epoch_time_s": seconds, "examples_per_s": n / seconds if seconds > 0 else float("inf"),
+               "eval_time_s": eval_seconds}
         for k, v in row.items():
             getattr(self, k).append(v)
         return row
@@ -105,7 +108,8 @@ class SweepHistory:
     train_accuracy: list = dataclasses.field(default_factory=list)
     test_loss: list = dataclasses.field(default_factory=list)
     test_accuracy: list = dataclasses.field(default_factory=list)
-    epoch_time_s: list = dataclasses.field(default_factory=list)
+    epoch_time_s: list = dataclasses.field(default_factory=list)   # training alone, all members
+    eval_time_s: list = dataclasses.field(default_factory=list)    # the test-set evaluations, all members
     diverged_epoch: Optional[List[Optional[int]]] = None
     diverged_step: Optional[List[Optional[int]]] = None
     chunk_size: Optional[int] = None
@@ -126,23 +130,27 @@ class SweepHistory:
     def alive(self) -> np.ndarray:
         return np.array([d is None for d in self.diverged_epoch])
 
-    def record(self, epoch: int, train: dict, test: dict, ok: np.ndarray, bad_step: np.ndarray, seconds: float,
-               n: int) -> dict:
-        """Append epoch ``epoch`` (0-based); members that were already dead get NaN. Returns the progress row:
-        this epoch's per-member arrays and which members are alive."""
+    def record(self, epoch: int, train: dict, test: dict, ok: np.ndarray, bad_step: np.ndarray, *, seconds: float,
+               eval_seconds: float, n: int) -> dict:
+        """Append epoch ``epoch`` (0-based); members that were already dead get NaN, and so do the test metrics of
+        a member in the epoch it diverged in. Returns the progress row: this epoch's per-member arrays and which
+        members are alive."""
         del n
         alive = self.alive
-        for name, values in (("train_loss", train["loss"]), ("train_accuracy", train.get("accuracy")),
-                             ("test_loss", test["loss"]), ("test_accuracy", test.get("accuracy"))):
+        for name, values, keep in (("train_loss", train["loss"], alive),
+                                   ("train_accuracy", train.get("accuracy"), alive),
+                                   ("test_loss", test["loss"], alive & ok),
+                                   ("test_accuracy", test.get("accuracy"), alive & ok)):
             if values is None:
                 getattr(self, name).append(None)
                 continue
-            values = np.where(alive, np.asarray(values, np.float64), np.nan)
+            values = np.where(keep, np.asarray(values, np.float64), np.nan)
             getattr(self, name).append([float(v) for v in values])
         for i in np.flatnonzero(alive & ~ok):
             self.diverged_epoch[i] = epoch + 1
             self.diverged_step[i] = int(bad_step[i])
         self.epoch_time_s.append(seconds)
+        self.eval_time_s.append(eval_seconds)
         return {"train_loss": self.metric("train_loss")[-1], "test_loss": self.metric("test_loss")[-1],
                 "test_accuracy": self.metric("test_accuracy")[-1], "epoch_time_s": seconds, "alive": self.alive}
 

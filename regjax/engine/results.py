@@ -77,6 +77,7 @@ class SweepResult:
         return {"num_members": len(self.members), "epochs": self.history.epochs, "status": self.history.status,
                 "chunk_size": self.chunk_size, "memory": self.memory,
                 "compile_time_s": self.history.compile_time_s, "train_time_s": float(sum(self.history.epoch_time_s)),
+                "eval_time_s": float(sum(self.history.eval_time_s)),
                 "members": rows}
 
     def save(self, path: Any, *, params: bool = False) -> Path:

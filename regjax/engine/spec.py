@@ -99,8 +99,15 @@ class TrainSpec:
         if not isinstance(drop_remainder, bool):
             raise ValueError(f"drop_remainder must be a bool, got {drop_remainder!r}")
         loss_fn, task = resolve_loss(loss, task)
-        return cls(model, optimizer, loss_fn, task, as_count(batch_size, "batch_size"), _freeze_mask(penalty_mask),
+        model = model._replace(hparams=tuple(model.hparams))  # a list of names would make the spec unhashable
+        spec = cls(model, optimizer, loss_fn, task, as_count(batch_size, "batch_size"), _freeze_mask(penalty_mask),
                    drop_remainder, as_count(eval_batch_size, "eval_batch_size"))
+        try:
+            hash(spec)
+        except TypeError as err:  # the program cache is keyed by the spec: say which part cannot be a key
+            raise ValueError(f"the model, optimizer and loss must be hashable objects (functions, NamedTuples of "
+                             f"functions), as the compiled programs are cached by them: {err}") from None
+        return spec
 
     @property
     def classify(self) -> bool:

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import functools
 import sys
-from typing import Callable, Optional
+from typing import Callable, NoReturn, Optional
 
 from jax.sharding import Mesh
 
@@ -40,7 +40,7 @@ class Devices:
         return member_mesh(self.count) if self.parallel else None
 
 
-def setup_devices(args: argparse.Namespace, refuse: Callable[[str], None]) -> Devices:
+def setup_devices(args: argparse.Namespace, refuse: Callable[[str], NoReturn]) -> Devices:
     """Initialise multi-process JAX if asked, then check ``--devices`` against what is there (``refuse``
     exits 2 with the message)."""
     explicit = [args.coordinator, args.num_processes, args.process_id]

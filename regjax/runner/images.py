@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, NoReturn, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from regjax.data import Dataset, DataUnavailableError, flatten_images, images_to
 __all__ = ["load_images", "prepare_images", "resolve_epochs", "sgd_route", "fail"]
 
 
-def fail(code: int, message: str) -> None:
+def fail(code: int, message: str) -> NoReturn:
     """Print ``message`` to stderr and leave with ``code``."""
     print(message, file=sys.stderr, flush=True)
     raise SystemExit(code)

@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 from regjax.checkpoint import CheckpointError, CheckpointWriter
 from regjax.report import Progress, environment, write_json_atomic
@@ -43,9 +43,11 @@ class Lifecycle:
     """The status of one run and everything that follows from it (see the module docstring). ``Run`` adds
     arguments, devices, data and training on top."""
 
-    def __init__(self, experiment: str, out: Path, quiet: bool):
+    def __init__(self, experiment: str, folder: Path, quiet: bool):
         self.experiment = experiment
-        self.out = out                     # the one output folder (a temp folder on non-primary processes)
+        self.folder = folder  # the run's folder (--out): its checkpoints, run.json, what --resume continues
+        self.out = folder     # where this process writes results and plots: the folder, or on a process other
+        #                       than 0 of a multi-process run a temporary one (only process 0 writes the run's)
         self.progress = Progress(quiet=quiet)
         self.histories: dict = {}
         self.dataset: Optional[dict] = None
@@ -58,7 +60,7 @@ class Lifecycle:
 
     @property
     def ckpt_dir(self) -> Path:
-        return self.out / "checkpoints"
+        return self.folder / "checkpoints"
 
     @property
     def training(self) -> bool:
@@ -163,7 +165,7 @@ class Lifecycle:
             self._write("failed", {"error": f"{type(exc).__name__}: {exc}"}, exit_code=1)
         return False
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         """A bad argument: one line, exit 2 (only before training; afterwards it is a failure)."""
         print(message, file=sys.stderr, flush=True)
         raise SystemExit(2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NoReturn, Optional
 
 from regjax.checkpoint import CheckpointError, read_checkpoint
 
@@ -40,7 +40,7 @@ def previous_status(out: Path) -> Optional[str]:
 
 
 def plan_resume(out: Path, experiment: str, config: dict, *, resume: bool, overwrite: bool,
-                refuse: Callable[[str], None], say: Callable[[str], None]) -> ResumePlan:
+                refuse: Callable[[str], NoReturn], say: Callable[[str], None]) -> ResumePlan:
     """Decide before training whether this run resumes, starts fresh, or is refused (``refuse(message)``
     exits 2): ``--resume`` needs the same experiment and arguments (``RESUME_FREE`` aside) and readable
     checkpoints; a new run never replaces an unfinished one without ``--overwrite``."""

@@ -7,10 +7,11 @@ the status and leaves with its exit code (``regjax.runner.lifecycle``)."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 from regjax.base import Data, Model
 from regjax.data import Dataset
@@ -38,7 +39,7 @@ class Run(Lifecycle):
         self._slugs: dict = {}
         self._restore_config: dict = {}
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         """A bad argument: one line, exit 2 (only before training; afterwards it is a failure)."""
         self.parser.error(message)
 
@@ -59,7 +60,7 @@ class Run(Lifecycle):
             self.progress = Progress(quiet=True)
             self.out = Path(tempfile.mkdtemp(prefix=f"regjax-process{jax.process_index()}-"))
         self._check_out()
-        self.plan = plan_resume(self.out, self.experiment, self.config(), resume=self.args.resume,
+        self.plan = plan_resume(self.folder, self.experiment, self.config(), resume=self.args.resume,
                                 overwrite=self.args.overwrite, refuse=self.error, say=self.say)
         self.resuming = self.plan.resuming
         import jax
@@ -70,25 +71,29 @@ class Run(Lifecycle):
             path = cache_dir() / "jax_compilation_cache"
             try:
                 path.mkdir(parents=True, exist_ok=True)
-                jax.config.update("jax_compilation_cache_dir", str(path))
+                self._set_config("jax_compilation_cache_dir", str(path))
+                self._set_config("jax_persistent_cache_min_compile_time_secs", 0)  # small ones add up: cache all
             except OSError as err:
                 print(f"WARNING: no compilation cache ({path}: {err.strerror or err}); set $REGJAX_CACHE_DIR to a "
                       f"writable folder to keep compiled programs between runs", file=sys.stderr, flush=True)
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # small ones add up: cache all
         if self.args.debug_nans:
             self._set_config("jax_debug_nans", True)
         self.install_signals()
         return self
 
     def _set_config(self, name: str, value: Any) -> None:
-        """A JAX option for this run only: the value before is restored on exit."""
+        """A JAX option for this run only: the value before is restored on exit. JAX reads its compilation-cache
+        options once, when it first uses the cache: changing one resets the cache so that it takes effect."""
         import jax
+        from jax.experimental.compilation_cache import compilation_cache
 
         self._restore_config.setdefault(name, getattr(jax.config, name))
         jax.config.update(name, value)
+        if "cache" in name:
+            compilation_cache.reset_cache()
 
     def _check_out(self) -> None:
-        out = Path(self.args.out)
+        out = self.folder
         if out.exists() and not out.is_dir():
             self.error(f"--out {out} is a file, not a folder")
         try:
@@ -102,12 +107,17 @@ class Run(Lifecycle):
         self.ignore_signals()
         try:
             import jax
+            from jax.experimental.compilation_cache import compilation_cache
 
             for name, value in self._restore_config.items():
                 jax.config.update(name, value)
+            if any("cache" in name for name in self._restore_config):
+                compilation_cache.reset_cache()
             return self.end(exc)
         finally:
             self.restore_signals()
+            if self.out != self.folder:  # a non-primary process's own temporary folder
+                shutil.rmtree(self.out, ignore_errors=True)
 
     # ---- data --------------------------------------------------------------------------------------------
     def load_images(self) -> Dataset:
@@ -203,8 +213,8 @@ class Run(Lifecycle):
                           what="a sweep over other members")
         state, start, history = variant.restore(lambda: init_members(model, optimizer, members.keys),
                                                 SweepHistory(len(members)), SweepHistory.from_dict, epochs)
-        if state is not None:
-            kwargs.setdefault("chunk_size", history.chunk_size)  # the same chunks: a bit-identical continuation
+        if state is not None and kwargs.get("chunk_size") is None and not self.devices.parallel:
+            kwargs["chunk_size"] = history.chunk_size  # the same chunks: a bit-identical continuation
         if self.devices.parallel:
             if len(members) % self.devices.count:
                 raise ValueError(f"--devices {self.devices.count}: the {len(members)} members of {name!r} must "
