@@ -58,6 +58,10 @@ def test_cli_devices_8_matches_devices_1_and_refuses_bad_counts(eight_vs_one):
     runs = eight_vs_one["cli_runs"]  # experiments/batch_norm.py main, in the 8-device process
     assert runs["8"]["devices"] == 8 and runs["1"]["devices"] == 1
     assert runs["8"]["test_loss"] == pytest.approx(runs["1"]["test_loss"], rel=1e-3)
+    # the CLI trains what fit trains given the same data, model, key and learning rate (the 'lenet-bn scratch'
+    # case), on 1 device and on 8
+    one, eight = eight_vs_one["lenet-bn scratch"]["test_loss"]
+    assert runs["1"]["test_loss"] == one[-1] and runs["8"]["test_loss"] == eight[-1]
     for case, message in (("16 devices", "--devices 16: only 8 cpu device(s) available"),
                           ("batch 100", "batch_size 100 is not a multiple of the 8 devices")):
         refusal = eight_vs_one["cli_refusals"][case]

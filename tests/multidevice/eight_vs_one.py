@@ -20,11 +20,12 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import regjax as rj
-from regjax.data import flatten_images, load_digits
+from regjax.data import load_digits
 from regjax.engine import fit
 from regjax.models.adapters import lenet_bn_model, mlp_model
 from regjax.optim import sgd
 from regjax.parallel import data_mesh, member_mesh
+from regjax.runner import prepare_images
 
 assert jax.device_count() == 8
 out = {"threefry_partitionable": bool(jax.config.jax_threefry_partitionable)}
@@ -35,18 +36,20 @@ def max_diff(a, b):
                for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
+# The cases train on what the CLI runs below train on (batch_norm.py --train-size 512, dropout_mlp.py --hidden 64
+# 64; batch 256, key 0, their learning rates): the CLI runs then reuse the compiled programs (the session's
+# compilation cache) and must give the very same numbers.
 ds = load_digits()
-digits = (flatten_images(ds.x_train), ds.y_train.astype(np.int32), flatten_images(ds.x_test), ds.y_test.astype(np.int32))
-x = jax.image.resize(jnp.asarray(ds.x_train[:128, :, :, None]), (128, 16, 16, 1), "bilinear")  # 16x16: LeNet's
-lenet_data = (x, ds.y_train[:128].astype(np.int32), x[:64], ds.y_train[:64].astype(np.int32))  # two VALID convs fit
+images = prepare_images(ds, flatten=False, train_size=512, image_size=(28, 28))
+flat = prepare_images(ds, flatten=True)
 cases = {
-    "mlp scratch": (mlp_model("scratch", 64, (64, 64), 10, (0.2, 0.5), "xavier"), None, {"lr": 0.3}, digits, 3),
-    "mlp flax": (mlp_model("flax", 64, (64, 64), 10, (0.2, 0.5), "xavier"), sgd(0.3), {}, digits, 3),
-    "lenet-bn scratch": (lenet_bn_model("scratch", 10, (16, 16, 1)), None, {"lr": 0.5}, lenet_data, 2),
-    "lenet-bn flax": (lenet_bn_model("flax", 10, (16, 16, 1)), sgd(0.5), {}, lenet_data, 2),
+    "mlp scratch": (mlp_model("scratch", 64, (64, 64), 10, (0.2, 0.5), "normal"), None, {"lr": 0.5}, flat),
+    "mlp flax": (mlp_model("flax", 64, (64, 64), 10, (0.2, 0.5), "normal"), sgd(0.5), {}, flat),
+    "lenet-bn scratch": (lenet_bn_model("scratch", 10, (28, 28, 1)), None, {"lr": 1.0}, images),
+    "lenet-bn flax": (lenet_bn_model("flax", 10, (28, 28, 1)), sgd(1.0), {}, images),
 }
-for name, (model, opt, hp, data, epochs) in cases.items():
-    runs = [fit(model, opt, data, epochs=epochs, batch_size=64, key=jax.random.key(0), hparams=hp, data_mesh=mesh)
+for name, (model, opt, hp, data) in cases.items():
+    runs = [fit(model, opt, data, epochs=2, batch_size=256, key=jax.random.key(0), hparams=hp, data_mesh=mesh)
             for mesh in (None, data_mesh(8))]
     (s1, h1), (s8, h8) = runs
     out[name] = {"params": max_diff(s1.params, s8.params), "model_state": max_diff(s1.model_state, s8.model_state)
@@ -93,7 +96,7 @@ out["sweep_member_sharded"] = {"params": max_diff(plain.state.params, split.stat
 
 # a batch the device count does not divide is refused, not silently dropped
 try:
-    fit(cases["mlp scratch"][0], None, digits, epochs=1, batch_size=60, key=jax.random.key(0), hparams={"lr": 0.1},
+    fit(cases["mlp scratch"][0], None, flat, epochs=1, batch_size=60, key=jax.random.key(0), hparams={"lr": 0.1},
         data_mesh=mesh)
     out["indivisible"] = "accepted"
 except ValueError as err:
