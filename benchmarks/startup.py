@@ -38,16 +38,17 @@ def _experiment_cmd(python, out, *extra):
     return [python, EXPERIMENT, "--quiet", "--out", out, *extra]
 
 
-def _importtime(python, env) -> dict:
-    """Cumulative import seconds of each top-level import (>= 10 ms) of ``import jax, flax, optax, regjax``:
-    each package counts what it imports first (regjax's own share excludes jax, flax and optax)."""
-    _, proc = run_timed([python, "-X", "importtime", "-c", "import jax, flax, optax, regjax"], env=env)
+def _importtime(python, env) -> tuple:
+    """``(wall, {package: seconds})``: cumulative import seconds of each top-level import (>= 10 ms) of ``import
+    jax, flax, optax, regjax``: each package counts what it imports first (regjax's own share excludes jax, flax
+    and optax)."""
+    wall, proc = run_timed([python, "-X", "importtime", "-c", "import jax, flax, optax, regjax"], env=env)
     out = {}
     for line in proc.stderr.splitlines():
         m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\S.*)$", line)  # top level: no indent before the name
         if m:
             out[m.group(2)] = int(m.group(1)) / 1e6
-    return {k: v for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v >= 0.01}
+    return wall, {k: v for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v >= 0.01}
 
 
 def _digits_runs(ctx, python, repeats):
@@ -55,7 +56,7 @@ def _digits_runs(ctx, python, repeats):
     tmp = ctx.tmp / "startup"
     args = ["--dataset", "digits", "--epochs", "1"]
     env = lambda cache: child_env(REGJAX_CACHE_DIR=tmp / cache, MPLBACKEND="Agg")  # noqa: E731
-    walls = {"cold": [], "warm": []}
+    walls = {"cold": []} if ctx.quick else {"cold": [], "warm": []}  # --quick: the wiring, one probe run
     for i in range(0 if ctx.quick else repeats):
         for kind in walls:  # cold first: the second run finds the cache the first one filled
             walls[kind].append(run_timed(_experiment_cmd(python, tmp / "out", *args), env=env(f"cache-{i}"))[0])
@@ -117,24 +118,33 @@ def run(ctx):
     python, repeats = sys.executable, 1 if ctx.quick else 3
     env = child_env()
     interp = [run_timed([python, "-c", "pass"], env=env)[0] for _ in range(repeats)]
-    imports = [run_timed([python, "-c", "import regjax, jax, flax, optax"], env=env)[0] for _ in range(repeats)]
+    importtime_wall, importtime = _importtime(python, env)
+    if ctx.quick:  # one import run: the -X importtime one (its wall includes the tracing overhead)
+        imports, imports_note = [importtime_wall], "from the -X importtime run (--quick)"
+    else:
+        imports = [run_timed([python, "-c", "import regjax, jax, flax, optax"], env=env)[0] for _ in range(repeats)]
+        imports_note = ""
     walls, stages = _digits_runs(ctx, python, repeats)
-    cold, warm = walls["cold"], walls["warm"]
+    cold = walls["cold"]
     how = "the probe's runs (--quick)" if ctx.quick else "plain runs"
     rows = [
         row("python -c pass", median(interp), "s", times=interp),
-        row('python -c "import regjax, jax, flax, optax"', median(imports), "s", times=imports),
+        row('python -c "import regjax, jax, flax, optax"', median(imports), "s", times=imports, note=imports_note),
         row("dropout_mlp.py --dataset digits --epochs 1, cold compile cache", median(cold), "s", times=cold,
             note=how),
-        row("dropout_mlp.py --dataset digits --epochs 1, warm compile cache", median(warm), "s", times=warm,
-            ratios={"cold / warm": median(cold) / median(warm)}, note=how),
     ]
+    if "warm" in walls:
+        warm = walls["warm"]
+        rows.append(row("dropout_mlp.py --dataset digits --epochs 1, warm compile cache", median(warm), "s",
+                        times=warm, ratios={"cold / warm": median(cold) / median(warm)}, note=how))
+    else:
+        rows.append(row("dropout_mlp.py --dataset digits --epochs 1, warm compile cache", None, "",
+                        note="skipped in --quick"))
     for kind, probe in stages.items():
         rows += [row(f"stage ({kind}): {name}", seconds, "s") for name, seconds in probe["stages_s"].items()
                  if name != "in-process total"]
         if probe["missing"]:
             rows.append(row(f"stage ({kind}): not found", None, "", note=", ".join(probe["missing"])))
-    importtime = _importtime(python, env)
     rows.append(row("import time by top-level package (-X importtime)", None, "",
                     note="; ".join(f"{k} {v:.2f} s" for k, v in importtime.items())))
     if ctx.quick:

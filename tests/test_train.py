@@ -78,14 +78,19 @@ def test_traced_hyperparameters_vmap_over_lambdas():
     np.testing.assert_allclose(norms[1], norm_after(jnp.float32(1.0)), rtol=1e-5)
 
 
-def test_lenet_bn_trains_and_updates_batch_stats_both_impls():
-    ds = load_digits()
-    x = jax.image.resize(jnp.asarray(ds.x_train[:256, :, :, None]), (256, 16, 16, 1), "bilinear")  # 16x16: both
-    data = (x, ds.y_train[:256], x[:64], ds.y_train[:64])                                # VALID 5x5 convs fit
+@pytest.fixture(scope="module")
+def lenet_digits(digits):
+    """192 digits as 16x16 images (LeNet's two VALID 5x5 convolutions fit), the first 64 as the test set:
+    the LeNet tests of this file share them, and with them their compiled programs."""
+    x = jax.image.resize(jnp.asarray(digits[0][:192].reshape(-1, 8, 8, 1)), (192, 16, 16, 1), "bilinear")
+    return x, digits[1][:192], x[:64], digits[1][:64]
+
+
+def test_lenet_bn_trains_and_updates_batch_stats_both_impls(lenet_digits):
     for impl in ("scratch", "flax"):
         model = lenet_bn_model(impl, 10, (16, 16, 1))
-        opt = None if impl == "scratch" else optax.sgd(0.5)
-        state, h = fit(model, opt, data, epochs=2, batch_size=64, key=jax.random.key(0),
+        opt = None if impl == "scratch" else sgd(0.5)
+        state, h = fit(model, opt, lenet_digits, epochs=2, batch_size=64, key=jax.random.key(0),
                        hparams={"lr": 0.5} if impl == "scratch" else {})
         assert np.isfinite(h.train_loss[-1])
         assert not np.allclose(state.model_state["bn0"]["mean"], 0.0)  # moving stats moved
@@ -134,10 +139,9 @@ def _leaves_equal(a, b):
 
 
 @pytest.mark.parametrize("route", ["scratch", "optax momentum", "flax lenet-bn"])
-def test_continuing_through_a_checkpoint_is_bit_identical(digits, route, tmp_path):
+def test_continuing_through_a_checkpoint_is_bit_identical(digits, lenet_digits, route, tmp_path):
     if route == "flax lenet-bn":
-        x = jax.image.resize(jnp.asarray(digits[0][:192].reshape(-1, 8, 8, 1)), (192, 16, 16, 1), "bilinear")
-        data = (x, digits[1][:192], x[:64], digits[1][:64])
+        data = lenet_digits
         model, opt, hp = lenet_bn_model("flax", 10, (16, 16, 1)), sgd(0.5), {}
     else:
         data = digits
