@@ -20,7 +20,11 @@ METHOD = (
     "epoch includes tracing/compilation; then the E timed epochs run round-robin across the variants and the "
     "breakdown parts, so that load changes on a shared machine hit all alike. 'examples/s' is N / median of "
     "the E timed epochs (each ended by block_until_ready or a host read of the metrics); '<E> epochs incl. "
-    "compile' is the sum of the first E epochs, 'after warm-up' the sum of the last E. (a) regjax scan "
+    "compile' is the sum of the first E epochs, 'after warm-up' the sum of the last E. (e) = (a) training the "
+    "flax.nnx version of the model (regjax.models.nnx.DropoutMLP through nnx_model: nnx.split/merge, same "
+    "scratch SGD step); (f) the idiomatic NNX loop: the stateful module, nnx.Optimizer(model, optax.sgd(0.5), "
+    "wrt=nnx.Param), an nnx.jit step per host NumPy batch, dropout keys from the nnx.Rngs stream the dropout "
+    "layers keep. (a) regjax scan "
     "engine: make_epoch(make_step(mlp_model("
     "'scratch', ...), None), 256) -- shuffle, batch and lax.scan on the device, state donated. (b) "
     "jit(make_step(...)) called per batch from a Python loop over host NumPy batches (host permutation + "
@@ -41,22 +45,23 @@ def fashion_like(n: int, seed: int = 0):
     return rng.random((n, SIZES[0]), dtype=np.float32), rng.integers(0, SIZES[-1], n).astype(np.int32)
 
 
-def _model(rates=RATES):
+def _model(rates=RATES, impl="scratch"):
     from regjax.models.adapters import mlp_model
 
-    return mlp_model("scratch", SIZES[0], SIZES[1:-1], SIZES[-1], rates, "normal")
+    return mlp_model(impl, SIZES[0], SIZES[1:-1], SIZES[-1], rates, "normal")
 
 
-def engine_epochs(x, y, *, key=None, rates=RATES, epoch_maker=None):
+def engine_epochs(x, y, *, key=None, rates=RATES, epoch_maker=None, impl="scratch"):
     """(a) A callable that trains one more epoch with regjax's scan engine on each call (``epoch_maker``:
-    an alternative to ``regjax.engine.make_epoch`` with its signature)."""
+    an alternative to ``regjax.engine.make_epoch`` with its signature; ``impl='nnx'``: (e), the same engine
+    training the flax.nnx version of the model through its functional bridge)."""
     import jax
     import jax.numpy as jnp
 
     from regjax.engine import init_state, make_epoch, make_step
 
     key = jax.random.key(0) if key is None else key
-    model = _model(rates)
+    model = _model(rates, impl)
     epoch = (epoch_maker or make_epoch)(make_step(model, None), BATCH)
     state = init_state(model, None, key)
     hparams = {"lr": jnp.float32(LR)}
@@ -69,6 +74,40 @@ def engine_epochs(x, y, *, key=None, rates=RATES, epoch_maker=None):
         state, metrics = epoch(state, x, y, jax.random.fold_in(data_key, count), hparams)
         count += 1
         return jax.block_until_ready(metrics)
+
+    return one
+
+
+def nnx_loop_epochs(x, y):
+    """(f) A callable that trains one more epoch the idiomatic flax.nnx way: the stateful module,
+    ``nnx.Optimizer(model, optax.sgd(lr), wrt=nnx.Param)``, an ``nnx.jit`` train step called per host batch
+    (permutation and slicing in NumPy), dropout keys from the ``nnx.Rngs`` stream the dropout layers keep."""
+    import jax
+    import optax
+    from flax import nnx
+
+    from regjax.models.nnx import DropoutMLP
+
+    model = DropoutMLP(SIZES[0], SIZES[1:-1], SIZES[-1], RATES, "normal", rngs=nnx.Rngs(params=0),
+                       dropout_rngs=nnx.Rngs(dropout=1))
+    optimizer = nnx.Optimizer(model, optax.sgd(LR), wrt=nnx.Param)
+    rng = np.random.default_rng(0)
+
+    @nnx.jit
+    def train_step(model, optimizer, xb, yb):
+        def loss_fn(model):
+            return optax.softmax_cross_entropy_with_integer_labels(model(xb), yb).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    def one():
+        order = rng.permutation(len(x))
+        for i in range(0, len(x), BATCH):
+            idx = order[i:i + BATCH]
+            loss = train_step(model, optimizer, x[idx], y[idx])
+        return jax.block_until_ready(loss)
 
     return one
 
@@ -124,7 +163,9 @@ def run(ctx):
     n, timed = (2560, 2) if ctx.quick else (60000, 10)
     x, y = fashion_like(n)
     variants = {"(a) regjax scan engine": lambda: engine_epochs(x, y),
-                "(b) jit step per host batch": lambda: jit_loop_epochs(x, y)}
+                "(b) jit step per host batch": lambda: jit_loop_epochs(x, y),
+                "(e) regjax scan engine, flax.nnx model": lambda: engine_epochs(x, y, impl="nnx"),
+                "(f) idiomatic flax.nnx loop (nnx.Optimizer, nnx.jit step per batch)": lambda: nnx_loop_epochs(x, y)}
     skipped = {}
     if torch_or_none() is None:
         skipped["(c) torch eager"] = skipped["(d) torch.compile"] = "skipped: torch not installed"

@@ -5,12 +5,12 @@ layer; ``--no-bn`` trains the same LeNet without BN for the contrast."""
 from __future__ import annotations
 
 from regjax import runner
-from regjax.models.adapters import lenet_bn_model
+from regjax.models.adapters import IMPLS, lenet_bn_model
 from regjax.plots import plot_histories
 
 
 def main(argv=None):
-    p = runner.parser(__doc__, epochs=10, lr=1.0, batch_size=256, out="runs/batch_norm", impls=["scratch", "flax"],
+    p = runner.parser(__doc__, epochs=10, lr=1.0, batch_size=256, out="runs/batch_norm", impls=IMPLS,
                    image_dataset=True)
     p.add_argument("--no-bn", action="store_true", help="train LeNet without BatchNorm")
     with runner.Run("batch_norm", p, argv) as run:

@@ -4,12 +4,12 @@ epochs, N(0, 0.01²) init). ``--compare`` also trains the same net without dropo
 from __future__ import annotations
 
 from regjax import runner
-from regjax.models.adapters import mlp_model
+from regjax.models.adapters import IMPLS, mlp_model
 from regjax.plots import plot_histories
 
 
 def main(argv=None):
-    p = runner.parser(__doc__, epochs=10, lr=0.5, batch_size=256, out="runs/dropout_mlp", impls=["scratch", "flax"],
+    p = runner.parser(__doc__, epochs=10, lr=0.5, batch_size=256, out="runs/dropout_mlp", impls=IMPLS,
                    image_dataset=True)
     p.add_argument("--rates", type=runner.rate, nargs=2, default=(0.2, 0.5), metavar=("R1", "R2"),
                    help="drop probability after hidden layer 1 and 2")

@@ -1,18 +1,18 @@
 #!/usr/bin/env python
 """D2L §4.4/§4.5: softmax regression on Fashion-MNIST, batch 256, lr 0.1, 10 epochs. ``--impl scratch`` uses
 the stable log-sum-exp cross-entropy (``--naive`` swaps in the textbook exp/normalize/log version to show the
-overflow: with a large ``--logit-scale`` the run diverges and says so, exit 3); ``--impl flax`` is the concise
-version."""
+overflow: with a large ``--logit-scale`` the run diverges and says so, exit 3); ``--impl linen`` (alias ``flax``) and
+``--impl nnx`` are the concise versions."""
 from __future__ import annotations
 
 from regjax import naive_softmax_cross_entropy, runner, softmax_cross_entropy
-from regjax.models.adapters import softmax_regression_model
+from regjax.models.adapters import IMPLS, softmax_regression_model
 from regjax.plots import plot_histories
 
 
 def main(argv=None):
     p = runner.parser(__doc__, epochs=10, lr=0.1, batch_size=256, out="runs/softmax_regression",
-                   impls=["scratch", "flax"], image_dataset=True)
+                   impls=IMPLS, image_dataset=True)
     p.add_argument("--naive", action="store_true", help="use the naive (overflowing) softmax cross-entropy")
     p.add_argument("--logit-scale", type=runner.positive_float, default=1.0,
                    help="multiply the inputs by this (e.g. 1000) to push logits where exp overflows")

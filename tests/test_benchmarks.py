@@ -70,7 +70,9 @@ def test_train_mlp_without_torch_skips_the_peers_and_says_so(monkeypatch, tmp_pa
     notes = {r["case"]: r["note"] for r in result["rows"]}
     assert notes["(c) torch eager"] == notes["(d) torch.compile"] == "skipped: torch not installed"
     assert "skipped: torch not installed" in markdown_table({"train_mlp": result})
-    assert set(result["examples_per_s"]) == {"(a) regjax scan engine", "(b) jit step per host batch"}
+    assert set(result["examples_per_s"]) == {"(a) regjax scan engine", "(b) jit step per host batch",
+                                             "(e) regjax scan engine, flax.nnx model",
+                                             "(f) idiomatic flax.nnx loop (nnx.Optimizer, nnx.jit step per batch)"}
 
 
 @pytest.mark.parametrize("bits", [32, 16, 8])

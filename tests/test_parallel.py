@@ -26,7 +26,7 @@ def eight_vs_one(tmp_path_factory):
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("case", ["mlp scratch", "mlp flax", "lenet-bn scratch", "lenet-bn flax"])
+@pytest.mark.parametrize("case", ["mlp scratch", "mlp flax", "mlp nnx", "lenet-bn scratch", "lenet-bn flax"])
 def test_eight_devices_equal_one(eight_vs_one, case):
     r = eight_vs_one[case]
     # same batches, same dropout masks; only the order of the cross-device sums differs

@@ -204,6 +204,7 @@ HPARAM_ERRORS = {
     "typo key": ("scratch", None, {"lr": 0.1, "learning_rate": 0.1}, r"unknown hparams key 'learning_rate'; allowed here: \['lam', 'lr', 'rates'\]"),
     "lr to a plain optax optimizer": ("scratch", optax.sgd(0.1), {"lr": 100.0}, "exposes no injectable 'learning_rate'"),
     "rates to a flax model": ("flax", optax.sgd(0.1), {"rates": (0.5,)}, "dropout rates are static"),
+    "rates to an nnx model": ("nnx", optax.sgd(0.1), {"rates": (0.5,)}, "flax.nnx.Dropout attributes"),
     "weight_decay to scratch sgd": ("scratch", None, {"lr": 0.1, "weight_decay": 1.0}, "use 'lam'"),
     "negative lam": ("scratch", None, {"lr": 0.1, "lam": -1.0}, r"hparams\['lam'\] must be in \[0.0, inf\)"),
     "negative lr": ("scratch", None, {"lr": -0.1}, r"hparams\['lr'\] must be in \(0.0, inf\)"),

@@ -50,8 +50,8 @@ def _refusal_hint(key: str, optimizer: Optional[optax.GradientTransformation]) -
     if key == "weight_decay" and optimizer is None:
         return " -- the scratch SGD step decays through the penalty: use 'lam'"
     if key == "rates":
-        return (" -- this model's dropout rates are static (flax.linen.Dropout attributes): set them when "
-                "building the model; traced, sweepable rates need the scratch model (impl='scratch')")
+        return (" -- this model's dropout rates are static (flax.linen.Dropout / flax.nnx.Dropout attributes): set "
+                "them when building the model; traced, sweepable rates need the scratch model (impl='scratch')")
     return ""
 
 

@@ -1,11 +1,12 @@
-"""Models in two versions with one parameter layout.
+"""Models in three versions with one parameter layout.
 
 ``regjax.models.scratch`` holds pure functions (``init_*`` builds the parameter dict, the model function
-applies it); ``regjax.models.linen`` holds the ``flax.linen`` modules;
-``regjax.models.adapters`` wraps either as a ``regjax.base.Model`` for the engine. Layers carry the same names in both
-(``dense0``, ``conv0``, ``bn0``, …) and Flax's own leaf names (``kernel``/``bias``, ``scale``/``bias``,
-``mean``/``var``), so scratch ``params`` *are* Flax's ``variables['params']`` and scratch BN ``state`` *is*
-``variables['batch_stats']``: no converter needed (see ``to_flax_variables`` / ``from_flax_variables``).
+applies it); ``regjax.models.linen`` holds the ``flax.linen`` modules and ``regjax.models.nnx`` the ``flax.nnx``
+ones; ``regjax.models.adapters`` wraps any of them as a ``regjax.base.Model`` for the engine. Layers carry the
+same names in all three (``dense0``, ``conv0``, ``bn0``, …) and Flax's own leaf names (``kernel``/``bias``,
+``scale``/``bias``, ``mean``/``var``), so scratch ``params`` *are* linen's ``variables['params']`` and NNX's
+``nnx.Param`` state as a pure dict, and scratch BN ``state`` *is* ``variables['batch_stats']`` and the
+``nnx.BatchStat`` state: no converter needed (see ``to_flax_variables`` / ``from_flax_variables``).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Bundle each model as ``regjax.base.Model(init, apply, hparams)`` so scratch and linen versions share one engine.
+"""Bundle each model as ``regjax.base.Model(init, apply, hparams)`` so the scratch, linen and NNX versions share
+one engine.
 
 ``apply(params, model_state, x, *, key, train, hparams)`` -- scratch models read traced hyperparameters such as
 ``hparams['rates']`` (dropout) so sweeps can vmap over them, and declare them in ``Model.hparams``; Flax modules
@@ -8,7 +9,7 @@ dropout rates are static module attributes, so a Flax ``Model`` declares no hpar
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 
@@ -16,7 +17,7 @@ from regjax.base import ArrayLike, Model
 from regjax.models import from_flax_variables, linen, scratch, to_flax_variables
 
 __all__ = ["scratch_linreg", "scratch_softmax_regression", "scratch_mlp", "scratch_lenet_bn", "linen_model",
-           "mlp_model", "lenet_bn_model", "softmax_regression_model"]
+           "nnx_model", "IMPLS", "canonical_impl", "mlp_model", "lenet_bn_model", "softmax_regression_model"]
 
 
 def _stateless(init_params, forward) -> Model:
@@ -73,34 +74,98 @@ def linen_model(module: Any, example_x: ArrayLike) -> Model:
     return Model(init, apply)
 
 
-def _check_impl(impl):
-    if impl not in ("scratch", "flax"):
-        raise ValueError(f"impl must be 'scratch' or 'flax', got {impl!r}")
+def nnx_model(build: Callable[[Any], Any]) -> Model:
+    """Wrap a ``flax.nnx`` module as a ``Model`` -- the functional bridge: ``build(rngs)`` makes the module.
+
+    NNX modules own their variables; the engine wants pure functions of pytrees. ``nnx.split`` gives the
+    module's static graph definition once (from an abstract module: nothing is computed), and ``init(key)``
+    returns its ``nnx.Param`` and ``nnx.BatchStat`` states as plain dicts (the scratch layout: ``params`` and
+    ``model_state``). ``apply`` rebuilds the module from them with ``nnx.merge``, chooses train or eval mode with
+    ``nnx.view(module, deterministic=not train, use_running_average=not train)`` (only the options the module
+    has), draws dropout masks from ``nnx.Rngs(dropout=key)`` -- the engine's per-step key -- and returns the
+    BatchNorm statistics the call updated as the new ``model_state``. Everything stays a pytree, so ``fit``,
+    ``sweep`` (vmap), checkpoints, ``--resume`` and ``--devices`` treat NNX models like any other. Dropout rates
+    are static ``nnx.Dropout`` attributes: the model declares no hparams.
+    """
+    from flax import nnx
+
+    abstract = nnx.eval_shape(lambda: build(nnx.Rngs(0)))
+    graphdef, abstract_params, abstract_stats, rest = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
+    if len(nnx.to_pure_dict(rest)):
+        raise ValueError("an NNX model for the engine keeps no state but nnx.Param and nnx.BatchStat (no Rngs "
+                         "inside the module: dropout keys come with each call as rngs=)")
+    kinds = {type(node) for _, node in nnx.iter_graph(abstract)}
+    modes = [name for name, kind in (("deterministic", nnx.Dropout), ("use_running_average", nnx.BatchNorm))
+             if any(issubclass(k, kind) for k in kinds)]
+
+    def filled(abstract_state, values):
+        state = jax.tree_util.tree_map(lambda leaf: leaf, abstract_state)  # a fresh State to fill
+        nnx.replace_by_pure_dict(state, values)
+        return state
+
+    def init(key):
+        _, params, stats = nnx.split(build(nnx.Rngs(params=key)), nnx.Param, nnx.BatchStat)
+        return nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+
+    def apply(params, ms, x, *, key=None, train=False, hparams=None):
+        module = nnx.merge(graphdef, filled(abstract_params, params), filled(abstract_stats, ms))
+        view = nnx.view(module, **{mode: not train for mode in modes}) if modes else module
+        out = view(x, rngs=nnx.Rngs(dropout=key) if (train and key is not None) else None)
+        return out, (nnx.to_pure_dict(nnx.state(view, nnx.BatchStat)) if train and ms else ms)
+
+    return Model(init, apply)
+
+
+IMPLS = ("scratch", "linen", "nnx")
+ALIASES = {"flax": "linen"}  # the name --impl had before NNX sat beside linen
+
+
+def canonical_impl(impl: str) -> str:
+    """``impl`` with its alias resolved (``'flax'`` is ``'linen'``); anything else is a ``ValueError``."""
+    impl = ALIASES.get(impl, impl)
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {list(IMPLS)} (or 'flax', an alias of 'linen'), got {impl!r}")
+    return impl
+
+
+def _nnx_modules():
+    from regjax.models import nnx as nnx_models  # imported when asked for: flax.nnx costs start-up time
+
+    return nnx_models
 
 
 def mlp_model(impl: str, num_inputs: int, hidden: Sequence[int] = (256, 256), num_outputs: int = 10,
               rates: Any = (0.2, 0.5), weight_init: Any = "normal") -> Model:
-    """The dropout MLP, ``impl`` ``'scratch'`` (rates sweepable) or ``'flax'`` (``flax.linen``)."""
-    _check_impl(impl)
+    """The dropout MLP, ``impl`` ``'scratch'`` (rates sweepable), ``'linen'`` or ``'nnx'``."""
+    impl = canonical_impl(impl)
     if impl == "scratch":
         return scratch_mlp(num_inputs, hidden, num_outputs, rates, weight_init)
+    if impl == "nnx":
+        return nnx_model(lambda rngs: _nnx_modules().DropoutMLP(num_inputs, tuple(hidden), num_outputs, tuple(rates),
+                                                               weight_init, rngs=rngs))
     module = linen.DropoutMLP(tuple(hidden), num_outputs, tuple(rates), weight_init)
     return linen_model(module, jax.numpy.zeros((1, num_inputs)))
 
 
 def lenet_bn_model(impl: str, num_classes: int = 10, image_shape: Sequence[int] = (28, 28, 1), use_bn: bool = True,
                    weight_init: Any = "xavier") -> Model:
-    """LeNet(-BN), ``impl`` ``'scratch'`` or ``'flax'`` (``flax.linen``)."""
-    _check_impl(impl)
+    """LeNet(-BN), ``impl`` ``'scratch'``, ``'linen'`` or ``'nnx'``."""
+    impl = canonical_impl(impl)
     if impl == "scratch":
         return scratch_lenet_bn(num_classes, image_shape, weight_init, use_bn)
+    if impl == "nnx":
+        return nnx_model(lambda rngs: _nnx_modules().LeNetBN(num_classes, tuple(image_shape), weight_init, use_bn,
+                                                            rngs=rngs))
     module = linen.LeNetBN(num_classes, weight_init, use_bn)
     return linen_model(module, jax.numpy.zeros((1, *image_shape)))
 
 
 def softmax_regression_model(impl: str, num_inputs: int, num_outputs: int = 10, weight_init: Any = "normal") -> Model:
-    """Softmax regression, ``impl`` ``'scratch'`` or ``'flax'`` (``flax.linen``)."""
-    _check_impl(impl)
+    """Softmax regression, ``impl`` ``'scratch'``, ``'linen'`` or ``'nnx'``."""
+    impl = canonical_impl(impl)
     if impl == "scratch":
         return scratch_softmax_regression(num_inputs, num_outputs, weight_init)
+    if impl == "nnx":
+        return nnx_model(lambda rngs: _nnx_modules().SoftmaxRegression(num_inputs, num_outputs, weight_init,
+                                                                      rngs=rngs))
     return linen_model(linen.SoftmaxRegression(num_outputs, weight_init), jax.numpy.zeros((1, num_inputs)))

@@ -44,7 +44,9 @@ def parser(description: str, *, epochs: int, lr: float, batch_size: int, out: st
     p.add_argument("--seed", type=seed, default=0, help="the one seed every PRNG key derives from (0 <= seed < 2**32)")
     p.add_argument("--out", type=Path, default=Path(out), help="folder for results.json, plots and checkpoints")
     if impls:
-        p.add_argument("--impl", choices=impls, default=impls[0])
+        aliases = {"flax": "linen"} if "linen" in impls else {}  # --impl flax named linen before NNX sat beside it
+        p.add_argument("--impl", choices=impls, default=impls[0], type=lambda v: aliases.get(v, v),
+                       help="; ".join(f"'{a}' is accepted as an alias of '{b}'" for a, b in aliases.items()) or None)
     if image_dataset:
         p.add_argument("--dataset", choices=IMAGE_DATASETS, default=None,
                        help="default: fashion_mnist, falling back loudly to the bundled digits when it cannot be "

@@ -45,6 +45,7 @@ flat = prepare_images(ds, flatten=True)
 cases = {
     "mlp scratch": (mlp_model("scratch", 64, (64, 64), 10, (0.2, 0.5), "normal"), None, {"lr": 0.5}, flat),
     "mlp flax": (mlp_model("flax", 64, (64, 64), 10, (0.2, 0.5), "normal"), sgd(0.5), {}, flat),
+    "mlp nnx": (mlp_model("nnx", 64, (64, 64), 10, (0.2, 0.5), "normal"), sgd(0.5), {}, flat),
     "lenet-bn scratch": (lenet_bn_model("scratch", 10, (28, 28, 1)), None, {"lr": 1.0}, images),
     "lenet-bn flax": (lenet_bn_model("flax", 10, (28, 28, 1)), sgd(1.0), {}, images),
 }
