@@ -137,16 +137,17 @@ class Loop:
         flags = np.asarray(history.alive)
         return self.place(jnp.asarray(flags if self.members else flags[0]))
 
+    @staticmethod
+    def chunk(args: tuple, per_member: Tuple[int, ...], index: Any) -> tuple:
+        """``args`` with the members ``index`` taken from those at the positions ``per_member``."""
+        return tuple(take(a, index) if i in per_member and a is not None else a for i, a in enumerate(args))
+
     def call(self, fn: Callable, args: tuple, per_member: Tuple[int, ...]) -> Any:
         """``fn(*args)``, chunk by chunk when members are chunked (``per_member``: the positions of the
         arguments with a member axis)."""
         if self.chunks is None:
             return fn(*args)
-        outs = []
-        for index, size in self.chunks:
-            chunk = [take(a, index) if i in per_member and a is not None else a for i, a in enumerate(args)]
-            outs.append(take(fn(*chunk), slice(0, size)))
-        return concat(outs)
+        return concat([take(fn(*self.chunk(args, per_member, index)), slice(0, size)) for index, size in self.chunks])
 
     def as_members(self, tree: PyTree) -> PyTree:
         """Host values with a member axis (a single run's scalars become arrays of one)."""
@@ -159,9 +160,9 @@ TRAIN_MEMBER_ARGS, EVAL_MEMBER_ARGS = (0, 1, 2, 3, 6), (0, 1, 3)
 def compile_loop(loop: Loop, state: TrainState, hparams: dict, history: Any, epoch: int) -> Tuple[tuple, float]:
     """AOT-compile the loop's train and evaluate programs for one call's arguments (a whole chunk's, when
     chunked); returns ``((train, evaluate) executables, seconds)``."""
-    chunk = (lambda t: t) if loop.chunks is None else (lambda t: take(t, loop.chunks[0][0]))
     train_args = loop.train_args(state, hparams, loop.alive(history), epoch)
-    train_args = tuple(chunk(a) if i in TRAIN_MEMBER_ARGS and a is not None else a for i, a in enumerate(train_args))
+    if loop.chunks is not None:
+        train_args = loop.chunk(train_args, TRAIN_MEMBER_ARGS, loop.chunks[0][0])
     eval_args = (train_args[0], train_args[2], loop.data, train_args[6])
     train, t1 = compile_cached(loop.program.train, loop.program.cache, train_args)
     evaluate, t2 = compile_cached(loop.program.evaluate, loop.program.cache, eval_args)
@@ -172,8 +173,9 @@ def run_epochs(loop: Loop, executables: tuple, state: TrainState, hparams: dict,
                start_epoch: int, epochs: int, on_epoch: Optional[Callable] = None,
                after_epoch: Optional[Callable] = None) -> TrainState:
     """Train epochs ``start_epoch .. epochs-1``: each epoch trains (timed alone: ``epoch_time_s``), evaluates
-    (``eval_time_s``), records into ``history``, calls ``on_epoch(epoch, row)``, raises ``Diverged`` once no member is alive (the
-    state then is each member's last finite one), and calls ``after_epoch(epoch, state, history)``."""
+    (``eval_time_s``), records into ``history``, calls ``on_epoch(epoch, row)``, raises ``Diverged`` once no
+    member is alive (the state then is each member's last finite one), and calls ``after_epoch(epoch, state,
+    history)``."""
     train = executable(loop.program.train, executables[0])
     evaluate = executable(loop.program.evaluate, executables[1])
     history.status = "running"

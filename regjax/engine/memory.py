@@ -44,15 +44,20 @@ def tree_bytes(tree: PyTree) -> int:
     return total
 
 
-def peak_bytes(compiled: Any) -> Optional[int]:
-    """XLA's peak bytes of a compiled program (``None`` where the backend does not say)."""
-    try:
-        m = compiled.memory_analysis()
-    except Exception:
-        return None
-    if m is None:
-        return None
-    return int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes)
+def peak_bytes(*compiled: Any) -> Optional[int]:
+    """XLA's peak bytes of compiled programs that run one after another: the largest one's (``None`` where the
+    backend does not say)."""
+    peaks = []
+    for program in compiled:
+        try:
+            m = program.memory_analysis()
+        except Exception:
+            return None
+        if m is None:
+            return None
+        peaks.append(int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes +
+                         m.temp_size_in_bytes))
+    return max(peaks)
 
 
 def plan_chunk_size(peak_bytes: int, num_members: int, shared_bytes: int, state_bytes: int, budget: int) -> int:

@@ -77,8 +77,7 @@ def _plan_chunks(loop: Loop, state: TrainState, hparams: dict, history: SweepHis
     n = history.num_members
     if chunk_size is None:
         executables, seconds = compile_loop(loop, state, hparams, history, start_epoch)
-        peaks = [peak_bytes(e) for e in executables]
-        peak = None if None in peaks else max(peaks)
+        peak = peak_bytes(*executables)
         shared, state_bytes = tree_bytes(loop.data), tree_bytes(state)
         given = memory_budget is not None
         budget, source = (memory_budget, "memory_budget") if given else available_memory()
@@ -95,8 +94,7 @@ def _plan_chunks(loop: Loop, state: TrainState, hparams: dict, history: SweepHis
                             min(chunk_size, n - lo)) for lo in range(0, n, chunk_size)]
         executables, more = compile_loop(loop, state, hparams, history, start_epoch)
         seconds += more
-        peaks = [peak_bytes(e) for e in executables]
-        memory["peak_bytes_per_chunk"] = None if None in peaks else max(peaks)
+        memory["peak_bytes_per_chunk"] = peak_bytes(*executables)
     memory["chunk_size"] = chunk_size
     return executables, seconds, chunk_size, memory
 
