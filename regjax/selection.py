@@ -1,10 +1,15 @@
-"""Model selection: k-fold cross-validation of the weight-decay strength λ, vectorized over folds × λ × seeds
-(D2L §3.7 exercise "use a validation set to find the optimal λ -- is it really optimal?", §3.6.2 k-fold).
+"""Model selection: k-fold cross-validation of the weight-decay strength λ (and any other hyperparameter),
+vectorized over folds × configurations × seeds (D2L §3.7 exercise "use a validation set to find the optimal λ --
+is it really optimal?", §3.6.2 k-fold, §5.7 the house prices).
 
-Every (fold, λ, seed) is one member of ONE ``regjax.engine.sweep`` program; each fold's members train on that fold's
-training part and are validated on its held-out part -- with their *own* parameters (d2l's ``k_fold`` helper
-evaluates every fold with the last fold's model). Members of one seed share their initial parameters across
-folds and λ (common random numbers: the curve's differences are not seed noise).
+Every (fold, configuration, seed) is one member of ONE ``regjax.engine.sweep`` program; each fold's members train
+on that fold's training part and are validated on its held-out part with their own parameters (as d2l's
+``k_fold`` does; the mix-up in d2l is elsewhere: its JAX edition's *ensemble prediction* of §5.7 applies the last
+fold's ``trainer.state.params`` for every fold's model -- ``regjax.house`` uses each fold's own). Members of one
+seed share their initial parameters across folds and configurations (common random numbers: the curve's
+differences are not seed noise). ``cross_validate`` takes per-fold data already stacked (for fitted
+preprocessing per fold, ``regjax.house``) and any grid of hyperparameters; ``select_lambda`` is its one-axis case
+on data that ``fold_data`` splits.
 
 Folds are of equal size (one compiled program needs equal shapes): ``regjax.data.kfold.equal_folds`` cuts a
 key-driven permutation of the n examples into k folds of ``n // k``; the ``n mod k`` examples left over (fewer
@@ -30,8 +35,8 @@ from regjax.base import ArrayLike, Model, PRNGKey
 from regjax.data.kfold import equal_folds, fold_data
 from regjax.engine import Members, SweepResult, grid, sweep
 
-__all__ = ["equal_folds", "fold_data", "kfold_members", "select_lambda", "Selection", "curve", "one_se_index",
-           "ridge_closed_form"]
+__all__ = ["equal_folds", "fold_data", "kfold_members", "select_lambda", "Selection", "cross_validate",
+           "CrossValidation", "curve", "one_se_index", "ridge_closed_form"]
 
 
 def kfold_members(lambdas: Sequence[float], k: int, *, seeds: Sequence[int] = (0,), lam_key: str = "lam",
@@ -54,30 +59,96 @@ def curve(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def one_se_index(lambdas: ArrayLike, mean: ArrayLike, se: ArrayLike, *, maximize: bool = False) -> Tuple[int, int]:
     """``(best, one_se)`` indices: the best mean (non-finite means excluded) and the largest λ whose mean is
-    within one standard error of it."""
+    within one standard error of it (of several configurations with that λ, the best)."""
     lambdas, mean, se = map(np.asarray, (lambdas, mean, se))
     score = np.where(np.isfinite(mean), -mean if maximize else mean, np.inf)
     if not np.isfinite(score).any():
-        raise ValueError("no λ has a finite validation curve (every member diverged)")
+        raise ValueError("no configuration has a finite validation curve (every member diverged)")
     best = int(np.argmin(score))
     ok = np.flatnonzero(score <= score[best] + se[best])
-    return best, int(ok[np.argmax(lambdas[ok])])
+    simplest = ok[lambdas[ok] == lambdas[ok].max()]
+    return best, int(simplest[np.argmin(score[simplest])])
+
+
+@dataclasses.dataclass
+class CrossValidation:
+    """The outcome of ``cross_validate``: one validation score per (fold, configuration), its mean ± std over
+    folds, the best and the one-standard-error configurations, and the sweep behind it."""
+
+    configs: list            # C configurations (dicts of the swept values), in grid order
+    metric: str              # what ``per_fold`` holds
+    maximize: bool
+    per_fold: np.ndarray     # (k, C): final validation score per fold and configuration (mean over seeds)
+    mean: np.ndarray         # (C,)
+    std: np.ndarray          # (C,) over folds, ddof=1
+    se: np.ndarray           # (C,) std / sqrt(k)
+    best: int
+    one_se: int
+    seeds: int
+    result: SweepResult
+
+    def members_of(self, config: int) -> np.ndarray:
+        """(k, seeds) member indices of configuration ``config``: fold i's models are row i."""
+        k, c = self.per_fold.shape
+        return (np.arange(k)[:, None] * c + config) * self.seeds + np.arange(self.seeds)[None, :]
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "maximize": self.maximize, "k": int(self.per_fold.shape[0]),
+                "seeds": self.seeds, "configs": self.configs, "validation_mean": self.mean.tolist(),
+                "validation_std": self.std.tolist(), "validation_se": self.se.tolist(),
+                "per_fold": self.per_fold.tolist(), "best": self.configs[self.best],
+                "one_se": self.configs[self.one_se]}
+
+
+def cross_validate(model: Model, optimizer: Any, data: Any, axes: dict, *, epochs: int, batch_size: int,
+                   seeds: Sequence[int] = (0,), hparams: Optional[dict] = None, simplest: Optional[str] = None,
+                   score: Optional[Callable[[SweepResult], np.ndarray]] = None, metric: str = "test_loss",
+                   maximize: bool = False, key_fn: Optional[Callable] = None, train: Callable = sweep,
+                   **sweep_kwargs: Any) -> CrossValidation:
+    """k-fold cross-validation of every combination of ``axes`` (name -> values, e.g. ``{'weight_decay': [...],
+    'lr': [...]}``) in ONE sweep over folds × configurations × ``seeds``.
+
+    ``data`` is ``(x_train, y_train, x_val, y_val)`` stacked per fold (leading axis k; ``fold_data``, or
+    features fitted per fold). ``hparams`` are fixed for all members. ``score(result)`` gives each member's
+    validation score (N,) (default: the final ``metric`` of the sweep's history); the curve is its mean over
+    seeds, then mean ± std over folds. ``simplest`` names the axis whose largest value is the most regularized
+    (the one-standard-error rule picks it; default: the first axis). ``train`` is the sweep function."""
+    if not axes:
+        raise ValueError("axes must name at least one hyperparameter to cross-validate")
+    k = as_count(np.shape(data[0])[0], "the folds of data (its leading axis)", 2)
+    simplest = simplest or next(iter(axes))
+    if simplest not in axes:
+        raise ValueError(f"simplest must be one of the axes {list(axes)}, got {simplest!r}")
+    seeds = list(seeds)
+    members = grid(seeds, folds=k, key_fn=key_fn, **axes, **{n: float(v) for n, v in (hparams or {}).items()})
+    result = train(model, optimizer, data, members, epochs=epochs, batch_size=batch_size, **sweep_kwargs)
+    values = np.asarray(score(result) if score is not None else result.final(metric), np.float64)
+    values = values.reshape(k, -1, len(seeds)).mean(axis=2)
+    configs = [{name: c[name] for name in axes} for c in members.configs[: values.shape[1] * len(seeds)
+                                                                           : len(seeds)]]
+    mean, std, se = curve(values)
+    best, one_se = one_se_index([c[simplest] for c in configs], mean, se, maximize=maximize)
+    return CrossValidation(configs, metric if score is None else "score", maximize, values, mean, std, se, best,
+                           one_se, len(seeds), result)
 
 
 @dataclasses.dataclass
 class Selection:
-    """The outcome of ``select_lambda``: the validation curve and the chosen λ's, plus the sweep behind it."""
+    """The outcome of ``select_lambda``: its ``CrossValidation`` over the one axis λ, seen as a λ curve
+    (``per_fold`` (k, L), ``mean``/``std``/``se`` (L,)), the chosen λ's, the folds and the sweep behind it."""
 
+    cv: CrossValidation
     lambdas: np.ndarray
     metric: str              # 'loss' (lower is better) or 'accuracy' (higher is better)
-    per_fold: np.ndarray     # (k, L): final validation metric per fold and λ (mean over seeds)
-    mean: np.ndarray         # (L,)
-    std: np.ndarray          # (L,) over folds, ddof=1
-    se: np.ndarray           # (L,) std / sqrt(k)
-    best_lambda: float
-    one_se_lambda: float
     folds: np.ndarray        # (k, n // k) validation indices
-    result: SweepResult
+
+    per_fold = property(lambda self: self.cv.per_fold)
+    mean = property(lambda self: self.cv.mean)
+    std = property(lambda self: self.cv.std)
+    se = property(lambda self: self.cv.se)
+    result = property(lambda self: self.cv.result)
+    best_lambda = property(lambda self: float(self.lambdas[self.cv.best]))
+    one_se_lambda = property(lambda self: float(self.lambdas[self.cv.one_se]))
 
     def to_dict(self) -> dict:
         return {"metric": self.metric, "lambdas": self.lambdas.tolist(), "k": int(len(self.folds)),
@@ -107,14 +178,11 @@ def select_lambda(model: Model, optimizer: Any, x: ArrayLike, y: ArrayLike, lamb
         raise ValueError("lambdas must be a non-empty 1-D sequence")
     k = as_count(k, "k", 2)
     folds = equal_folds(len(x), k, key)
-    members = kfold_members(lambdas, k, seeds=seeds, lam_key=lam_key, hparams=hparams)
-    result = train(model, optimizer, fold_data(x, y, folds), members, epochs=epochs, batch_size=batch_size,
-                   loss=loss, task=task, **sweep_kwargs)
-    values = result.final(f"test_{metric}").reshape(k, len(lambdas), len(seeds)).mean(axis=2)
-    mean, std, se = curve(values)
-    best, one_se = one_se_index(lambdas, mean, se, maximize=metric == "accuracy")
-    return Selection(lambdas, metric, values, mean, std, se, float(lambdas[best]), float(lambdas[one_se]), folds,
-                     result)
+    kfold_members(lambdas, k, seeds=seeds, lam_key=lam_key, hparams=hparams)  # refuses bad λ and hparams early
+    cv = cross_validate(model, optimizer, fold_data(x, y, folds), {lam_key: [float(v) for v in lambdas]},
+                        epochs=epochs, batch_size=batch_size, seeds=seeds, hparams=hparams, loss=loss, task=task,
+                        metric=f"test_{metric}", maximize=metric == "accuracy", train=train, **sweep_kwargs)
+    return Selection(cv, lambdas, metric, folds)
 
 
 def ridge_closed_form(x: ArrayLike, y: ArrayLike, lam: float) -> Tuple[np.ndarray, float]:

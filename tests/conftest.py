@@ -44,7 +44,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 # The longest files first: with two workers taking whole files (--dist loadfile), starting the long ones early
 # keeps one worker from finishing alone with a long file at the end.
 LONG_FIRST = ("test_parallel.py", "test_benchmarks.py", "test_cli.py", "test_sweep.py", "test_experiments.py",
-              "test_train.py")
+              "test_train.py", "test_house.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -54,9 +54,11 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(autouse=True)
 def _offline_cache(tmp_path, monkeypatch):
-    """Every test gets its own regjax data cache and no $REGJAX_DATA_DIR: nothing a user has leaks in."""
+    """Every test gets its own regjax data cache and no $REGJAX_DATA_DIR / $REGJAX_KAGGLE_DIR: nothing a user has
+    leaks in."""
     monkeypatch.setenv("REGJAX_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("REGJAX_DATA_DIR", raising=False)
+    monkeypatch.delenv("REGJAX_KAGGLE_DIR", raising=False)
 
 
 @pytest.fixture

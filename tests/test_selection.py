@@ -1,6 +1,6 @@
 """regjax.selection: closed-form ridge equals the trained penalized linear regression (diabetes, §3.7), each fold
-trains and is validated with its own model (d2l's k_fold helper validates every fold with the last fold's model),
-and the validation curve / best / one-standard-error λ by hand.
+trains and is validated with its own model (as d2l's k_fold does; the last-fold mix-up is in d2l's JAX ensemble
+prediction, see test_house.py), and the validation curve / best / one-standard-error λ by hand.
 
 Tolerances: full-batch gradient descent on a strongly convex quadratic converges geometrically; with the rates
 and epochs below the remaining optimization error is < 1e-12 (contraction factor^epochs), so what is left is
@@ -105,7 +105,7 @@ def test_each_fold_trains_and_validates_its_own_model():
         np.testing.assert_allclose(kernels[i], state.params["dense0"]["kernel"], rtol=1e-5, atol=1e-6)
         # the validation loss is that fold's model on that fold's held-out part
         assert sel.per_fold[fold, lams.index(lam)] == pytest.approx(history.test_loss[-1], rel=1e-5)
-    # three folds, three different models (not the last fold's model everywhere)
+    # three folds, three different models
     per_fold = kernels.reshape(3, len(lams), -1)[:, 0]
     assert not np.allclose(per_fold[0], per_fold[1]) and not np.allclose(per_fold[1], per_fold[2])
     mean, std, se = curve(sel.per_fold)
@@ -128,6 +128,8 @@ def test_curve_and_one_standard_error_rule_by_hand():
     assert one_se_index(lambdas, mean, se * 3) == (1, 2)   # a wider band admits λ 1.0, the larger one
     assert one_se_index(lambdas, -mean, se, maximize=True) == (1, 1)
     assert one_se_index(lambdas, np.array([np.nan, 0.9, 1.0, 2.0]), se * 3) == (1, 2)  # diverged λ ignored
+    # several configurations share a λ (λ x lr grids): the largest λ within the band, and of those the best mean
+    assert one_se_index([0.0, 1.0, 1.0, 1.0], [1.0, 1.08, 1.02, 1.5], [0.1] * 4) == (0, 2)
     with pytest.raises(ValueError, match="diverged"):
         one_se_index(lambdas, np.full(4, np.nan), se)
 

@@ -22,13 +22,13 @@ import os
 import tempfile
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from regjax.data.dataset import Dataset
+from regjax.data.download import fetch_verified, file_digest
 from regjax.data.idx import read_idx
 
 __all__ = ["load_fashion_mnist", "DataUnavailableError", "CLASS_NAMES", "find_idx_files", "cache_dir"]
@@ -119,7 +119,7 @@ def _verified(files: dict) -> bool:
     checksums = _registered_checksums()
     for path in files.values():
         registered = checksums.get(path.name)
-        if registered is None or hashlib.sha256(path.read_bytes()).hexdigest() != registered[2]:
+        if registered is None or file_digest(path, "sha256") != registered[2]:
             return False
     return True
 
@@ -165,25 +165,13 @@ def _registered_checksums() -> dict:
 
 
 def _download(dest: Path, timeout: float) -> dict:
-    dest.mkdir(parents=True, exist_ok=True)
     files, checksums = {}, _registered_checksums()
     for key, stem in FILES.items():
         name = f"{stem}.gz"
         url, size, sha = checksums[name]
         if DOWNLOAD_BASE_URL is not None:
             url = DOWNLOAD_BASE_URL.rstrip("/") + "/" + name
-        target = dest / name
-        if not (target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == sha):
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (fixed, checksummed URL)
-                body = resp.read()
-            digest = hashlib.sha256(body).hexdigest()
-            if len(body) != size or digest != sha:
-                raise ValueError(f"{url}: checksum mismatch (got {len(body)} bytes, sha256 {digest}; "
-                                 f"expected {size} bytes, sha256 {sha})")
-            tmp = target.with_name(name + ".part")
-            tmp.write_bytes(body)
-            os.replace(tmp, target)
-        files[key] = target
+        files[key] = fetch_verified(url, dest / name, algorithm="sha256", digest=sha, size=size, timeout=timeout)
     return _parse(files)
 
 

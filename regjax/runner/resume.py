@@ -16,7 +16,7 @@ __all__ = ["RESUME_FREE", "DATA_IDENTITY", "ResumePlan", "previous_status", "pla
 RESUME_FREE = {"out", "resume", "overwrite", "quiet", "no_compile_cache", "debug_nans", "epochs", "devices",
                "coordinator", "num_processes", "process_id", "distributed"}
 # What says two runs trained on the same data.
-DATA_IDENTITY = ("name", "n_train", "n_test", "x_shape", "sha256_verified")
+DATA_IDENTITY = ("name", "n_train", "n_test", "x_shape", "sha256_verified", "csv_sha1")
 
 
 @dataclasses.dataclass(frozen=True)
