@@ -99,8 +99,8 @@ def house_folds(train: Any, test: Any, k: int, key: PRNGKey, *, leaky: bool = Fa
     folds = equal_folds(len(train), k, key)
     price = train["SalePrice"].to_numpy(np.float64)
     parts, names = [], {}
-    for val in folds:
-        rows = train.iloc[np.setdiff1d(np.arange(len(train)), val)]
+    for i, val in enumerate(folds):
+        rows = train.iloc[np.sort(np.concatenate([f for j, f in enumerate(folds) if j != i]))]  # as fold_data
         transform = fit_tabular(_fit_rows(train, test, rows, leaky), standardize=standardize, missing=missing)
         parts.append((transform, rows, train.iloc[val]))
         names.update(dict.fromkeys(transform.feature_names))     # the union, in first-seen order

@@ -110,7 +110,8 @@ def cross_validate(model: Model, optimizer: Any, data: Any, axes: dict, *, epoch
 
     ``data`` is ``(x_train, y_train, x_val, y_val)`` stacked per fold (leading axis k; ``fold_data``, or
     features fitted per fold). ``hparams`` are fixed for all members. ``score(result)`` gives each member's
-    validation score (N,) (default: the final ``metric`` of the sweep's history); the curve is its mean over
+    validation score (N,) (default: the final ``metric`` of the sweep's history; with ``score``, ``metric`` names
+    it); the curve is its mean over
     seeds, then mean ± std over folds. ``simplest`` names the axis whose largest value is the most regularized
     (the one-standard-error rule picks it; default: the first axis). ``train`` is the sweep function."""
     if not axes:
@@ -128,7 +129,7 @@ def cross_validate(model: Model, optimizer: Any, data: Any, axes: dict, *, epoch
                                                                            : len(seeds)]]
     mean, std, se = curve(values)
     best, one_se = one_se_index([c[simplest] for c in configs], mean, se, maximize=maximize)
-    return CrossValidation(configs, metric if score is None else "score", maximize, values, mean, std, se, best,
+    return CrossValidation(configs, metric, maximize, values, mean, std, se, best,
                            one_se, len(seeds), result)
 
 

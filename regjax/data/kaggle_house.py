@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import http.client
 import os
 import time
 import urllib.error
@@ -166,7 +167,7 @@ def load_kaggle_house(data_dir: Any = None, *, download: bool = True, cache: Any
             start = time.monotonic()
             try:
                 paths, source = _download(cache, CONNECT_TIMEOUT_S if timeout is None else timeout), "download"
-            except (urllib.error.URLError, OSError, TimeoutError) as err:
+            except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as err:
                 reasons.append(f"download failed after {time.monotonic() - start:.1f}s: {err}")
                 raise DataUnavailableError(_guide(reasons)) from None
     train, test = (read_house_csv(paths[s], s) for s in ("train", "test"))

@@ -79,7 +79,7 @@ def cross_validate_house(run: Any, name: str, train: Any, test: Any, axes: dict,
     seeds = list(range(args.seed, args.seed + args.seeds))
     cv: CrossValidation = cross_validate(
         model, build_optimizer(args), folds.data, axes, epochs=args.epochs, batch_size=args.batch_size,
-        seeds=seeds, simplest="weight_decay", loss="squared",
+        seeds=seeds, simplest="weight_decay", loss="squared", metric="log_rmse",
         score=lambda result: member_log_rmse(model, result, folds, target),
         train=functools.partial(run.sweep, name, progress_every=max(1, args.epochs // 5)))
     return cv, folds, model
