@@ -8,12 +8,17 @@ these runs are small and checkpoint every epoch -- 400 epochs of a 20-weight pol
 write costs a millisecond where orbax's per-save machinery (directories, metadata, async threads) costs far
 more; the state is replicated, so process 0 alone writes it also in multi-process runs.
 
+Integrity: the file is ``{format, sha256, body}`` with ``body`` the msgpack payload and ``sha256`` its digest,
+checked on every read, so flipped bits are refused instead of resumed from (``regjax-checkpoint-1`` files,
+written before the digest existed, still load).
+
 PRNG key arrays are stored as their raw ``key_data`` plus the PRNG implementation's name and wrapped again on
 load. Loading checks the stored tree against the state the model and optimizer build now: any difference in
 structure, shape or dtype is a ``CheckpointError`` naming the leaf, before training starts.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -29,7 +34,8 @@ from regjax.report import write_bytes_atomic
 __all__ = ["CheckpointError", "Checkpoint", "CheckpointWriter", "save_checkpoint", "load_checkpoint",
            "read_checkpoint"]
 
-FORMAT = "regjax-checkpoint-1"
+FORMAT = "regjax-checkpoint-2"
+LEGACY_FORMAT = "regjax-checkpoint-1"   # the payload alone, no digest
 
 
 class CheckpointError(ValueError):
@@ -54,14 +60,16 @@ def save_checkpoint(path: Any, state: TrainState, *, epoch: int, history: dict, 
 
 def _serialize(state: TrainState, *, epoch: int, history: dict, meta: dict | None) -> bytes:
     payload = {
-        "format": FORMAT,
+        "format": LEGACY_FORMAT,   # the payload is a format-1 checkpoint; format 2 wraps it with its digest
         "epoch": int(epoch),
         "key_impl": str(jax.random.key_impl(state.key)),
         "state": serialization.to_state_dict(jax.device_get(_to_storable(state))),
         "history": json.dumps(history),  # JSON text: NaN survives, lists of None stay lists
         "meta": json.dumps(meta or {}),
     }
-    return serialization.msgpack_serialize(payload)
+    body = serialization.msgpack_serialize(payload)
+    return serialization.msgpack_serialize({"format": FORMAT, "sha256": hashlib.sha256(body).hexdigest(),
+                                            "body": body})
 
 
 class CheckpointWriter:
@@ -118,14 +126,28 @@ class CheckpointWriter:
                     self._cond.notify_all()
 
 
-def read_checkpoint(path: Any) -> dict:
-    """The raw contents (nested dicts of arrays), checked for the format; ``CheckpointError`` if unreadable."""
-    path = Path(path)
+def _unpack(path: Path, data: bytes) -> Any:
     try:
-        raw = serialization.msgpack_restore(path.read_bytes())
+        return serialization.msgpack_restore(data)
     except Exception as err:  # msgpack raises several types for corrupt bytes
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err})") from err
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT or "state" not in raw:
+
+
+def read_checkpoint(path: Any) -> dict:
+    """The raw contents (nested dicts of arrays), checked for the format and the digest of its bytes;
+    ``CheckpointError`` if unreadable, corrupt or not a checkpoint."""
+    path = Path(path)
+    try:
+        raw = _unpack(path, path.read_bytes())
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {path} is unreadable ({err.strerror or err})") from err
+    if isinstance(raw, dict) and raw.get("format") == FORMAT and isinstance(raw.get("body"), bytes):
+        if hashlib.sha256(raw["body"]).hexdigest() != raw.get("sha256"):
+            raise CheckpointError(f"checkpoint {path} is corrupt: its bytes do not match their SHA-256")
+        raw = _unpack(path, raw["body"])
+    elif not (isinstance(raw, dict) and raw.get("format") == LEGACY_FORMAT):
+        raise CheckpointError(f"checkpoint {path} is not a {FORMAT} file")
+    if not isinstance(raw, dict) or "state" not in raw:
         raise CheckpointError(f"checkpoint {path} is not a {FORMAT} file")
     return raw
 

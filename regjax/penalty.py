@@ -55,11 +55,18 @@ def _resolve_mask(params, mask: Mask):
         ) from err
 
 
+def _floating(p):
+    """Integer and boolean leaves as the default float dtype: squares of int32 50000s or int8 100s would
+    overflow in their own dtype (a silently wrong penalty)."""
+    p = jnp.asarray(p)
+    return p if jnp.issubdtype(p.dtype, jnp.inexact) else p.astype(jnp.result_type(float))
+
+
 def _masked_sum(params, mask: Mask, term):
-    """``Σ term(leaf)`` over the leaves ``mask`` selects."""
+    """``Σ term(leaf)`` over the leaves ``mask`` selects, accumulated in floating point."""
     full_mask = _resolve_mask(params, mask)
-    terms = jax.tree_util.tree_map(lambda p, m: term(p) if m else jnp.zeros((), jnp.result_type(p)), params,
-                                   full_mask)
+    terms = jax.tree_util.tree_map(lambda p, m: term(_floating(p)) if m else jnp.zeros((), _floating(p).dtype),
+                                   params, full_mask)
     leaves = jax.tree_util.tree_leaves(terms)
     return sum(leaves[1:], leaves[0]) if leaves else jnp.zeros(())
 

@@ -185,3 +185,26 @@ def test_dataset_refuses_labels_outside_its_classes():
         Dataset("d", x, np.array([0, 1, 2]), x, np.array([0, -1, 2]), class_names=("a", "b", "c"))
     with pytest.raises(ValueError, match="3 train inputs but 2 train labels"):
         Dataset("d", x, np.array([0, 1]), x, np.array([0, 1, 2]))
+
+
+def test_cache_is_keyed_by_content_and_written_with_the_umask(tmp_path):
+    import os
+    import stat
+
+    arrays = _fake_fashion()
+    _write_set(tmp_path / "d", arrays, gz=False)                            # raw IDX: size fixed by the shape
+    first = load_fashion_mnist(tmp_path / "d", cache=tmp_path / "cache")
+    labels = tmp_path / "d" / "train-labels-idx1-ubyte"
+    before = labels.stat()
+    changed = dict(arrays, y_train=(arrays["y_train"] + 1) % 10)          # same shapes, so the same file size
+    _write_set(tmp_path / "d", changed, gz=False)
+    os.utime(labels, ns=(before.st_atime_ns, before.st_mtime_ns))          # and the old mtime
+    assert labels.stat().st_size == before.st_size
+    second = load_fashion_mnist(tmp_path / "d", cache=tmp_path / "cache")
+    np.testing.assert_array_equal(second.y_train, changed["y_train"])      # not the cached old labels
+    assert not np.array_equal(second.y_train, first.y_train)
+    cached = list((tmp_path / "cache").glob("*"))
+    assert len(cached) == 2 and not [p for p in cached if p.name.endswith(".tmp")]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask for p in cached)

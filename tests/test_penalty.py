@@ -91,3 +91,15 @@ def test_weights_mask_works_as_optax_mask():
     updates, _ = tx.update(jax.tree_util.tree_map(jnp.zeros_like, p), tx.init(p), p)
     np.testing.assert_allclose(updates["dense0"]["kernel"], 0.1 * p["dense0"]["kernel"])
     assert np.all(np.asarray(updates["dense0"]["bias"]) == 0)
+
+
+def test_integer_kernels_are_penalized_in_floating_point():
+    import jax.numpy as jnp
+
+    from regjax.penalty import l1_penalty, l2_penalty
+
+    big = {"dense0": {"kernel": jnp.full((2, 2), 50000, jnp.int32)}}
+    small = {"dense0": {"kernel": jnp.full((2, 2), 100, jnp.int8)}}
+    assert float(l2_penalty(big)) == pytest.approx(0.5 * 4 * 50000.0 ** 2, rel=1e-6)   # int32 gave 7.05e8
+    assert float(l2_penalty(small)) == pytest.approx(0.5 * 4 * 100.0 ** 2)            # int8 gave 128
+    assert float(l1_penalty(small)) == pytest.approx(400.0)

@@ -177,9 +177,22 @@ def test_checkpoint_of_another_model_or_corrupt_file_is_refused(digits, tmp_path
     other = mlp_model("scratch", 64, (16,), 10, (0.1,))
     with pytest.raises(CheckpointError, match=r"\.params\['dense0'\]\['bias'\] is float32\[32\], .* needs float32\[16\]"):
         load_checkpoint(path, init_state(other, None, jax.random.key(0)))
-    path.write_bytes(path.read_bytes()[:100])
+    good = path.read_bytes()
+    flipped = bytearray(good)
+    for i in range(len(good) // 2, len(good) // 2 + 256):        # 256 bytes of weights changed, still msgpack
+        flipped[i] ^= 0x01
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointError, match="do not match their SHA-256"):
+        load_checkpoint(path, state)
+    path.write_bytes(good[:100])
     with pytest.raises(CheckpointError, match="corrupt"):
         load_checkpoint(path, state)
+    # a checkpoint written before the digest existed (format 1: the payload itself) still loads
+    from flax import serialization
+
+    path.write_bytes(serialization.msgpack_restore(good)["body"])
+    np.testing.assert_array_equal(load_checkpoint(path, state).state.params["dense0"]["kernel"],
+                                  state.params["dense0"]["kernel"])
 
 
 def test_optax_lr_in_hparams_takes_effect(digits):

@@ -3,10 +3,11 @@ the Fashion-MNIST and Kaggle house-price loaders."""
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.request
 from pathlib import Path
 from typing import Optional
+
+from regjax.report import write_bytes_atomic
 
 __all__ = ["file_digest", "fetch_verified"]
 
@@ -36,7 +37,4 @@ def fetch_verified(url: str, target: Path, *, algorithm: str, digest: str, timeo
         expected = f"{size} bytes, " if size is not None else ""
         raise ValueError(f"{url}: checksum mismatch (got {len(body)} bytes, {algorithm} {got}; expected "
                          f"{expected}{algorithm} {digest})")
-    tmp = target.with_name(target.name + ".part")
-    tmp.write_bytes(body)
-    os.replace(tmp, target)
-    return target
+    return write_bytes_atomic(target, body)

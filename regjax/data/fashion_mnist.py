@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import io
 import os
-import tempfile
 import time
 import urllib.error
 from pathlib import Path
@@ -30,6 +30,7 @@ import numpy as np
 from regjax.data.dataset import Dataset
 from regjax.data.download import fetch_verified, file_digest
 from regjax.data.idx import read_idx
+from regjax.report import write_bytes_atomic
 
 __all__ = ["load_fashion_mnist", "DataUnavailableError", "CLASS_NAMES", "find_idx_files", "cache_dir"]
 
@@ -90,11 +91,11 @@ def _parse(files: dict) -> dict:
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False) as f:
-        np.savez(f, **arrays)
-        tmp = f.name
-    os.replace(tmp, path)
+    """The parsed arrays as one .npz, atomically, with the user's umask; an interrupted write leaves no temp
+    file behind."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _load_npz(path: Path) -> dict | None:
@@ -106,10 +107,12 @@ def _load_npz(path: Path) -> dict | None:
 
 
 def _fingerprint(files: dict) -> str:
+    """The cache key of four IDX files: a digest of their *contents* (path, size and mtime would give stale
+    arrays for files rewritten at the same size with the mtime restored -- IDX files of one shape always have
+    the same size)."""
     h = hashlib.sha256()
     for key in sorted(files):
-        st = files[key].stat()
-        h.update(f"{files[key].resolve()}:{st.st_size}:{st.st_mtime_ns};".encode())
+        h.update(f"{key}:{file_digest(files[key], 'sha256')};".encode())
     return h.hexdigest()[:16]
 
 

@@ -8,7 +8,7 @@ status         meaning
 ``running``    training started: results.json describes this run (written at once, so an older file never
                looks current), checkpoints are written
 ``completed``  exit 0                   ``diverged``     exit 3 (the epoch and step are named)
-``failed``     exit 1 (traceback)       ``interrupted``  exit 130 (SIGINT) / 143 (SIGTERM)
+``failed``     exit 1 (traceback)       ``interrupted``  exit 130 (SIGINT) / 143 (SIGTERM) / 129 (SIGHUP)
 =============  =======================================================================================
 """
 from __future__ import annotations
@@ -27,12 +27,18 @@ from regjax.report import Progress, environment, write_json_atomic
 __all__ = ["Terminated", "Lifecycle", "EXIT_CODES", "FINAL", "script"]
 
 EXIT_CODES = {"completed": 0, "failed": 1, "usage": 2, "diverged": 3, "interrupted (SIGINT)": 130,
-              "interrupted (SIGTERM)": 143}
+              "interrupted (SIGTERM)": 143, "interrupted (SIGHUP)": 129}
+INTERRUPT_CODES = {130: "SIGINT", 143: "SIGTERM", 129: "SIGHUP"}
 FINAL = ("completed", "interrupted", "diverged", "failed")
 
 
 class Terminated(BaseException):
-    """Raised in the main thread by SIGTERM, like ``KeyboardInterrupt`` for SIGINT."""
+    """Raised in the main thread by SIGTERM or SIGHUP (a closed terminal), like ``KeyboardInterrupt`` for
+    SIGINT; ``signum`` says which."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signum)
+        self.signum = int(signum)
 
 
 def _now() -> str:
@@ -141,11 +147,11 @@ class Lifecycle:
                 self._write("failed", {"error": f"exit {exc.code}"}, exit_code=exc.code)
             return False
         if isinstance(exc, (KeyboardInterrupt, Terminated)):
-            code = 130 if isinstance(exc, KeyboardInterrupt) else 143
+            code = 130 if isinstance(exc, KeyboardInterrupt) else 128 + exc.signum
             # a run already reported completed stays completed; one that trained says where it stopped
             path = self._write("interrupted", exit_code=code) if self.training and self.status != "completed" else None
             done = ", ".join(f"{k}: {h.epochs} epochs" for k, h in self.histories.items()) or "nothing trained"
-            print(f"\ninterrupted ({'SIGINT' if code == 130 else 'SIGTERM'}); completed: {done}."
+            print(f"\ninterrupted ({INTERRUPT_CODES.get(code, code)}); completed: {done}."
                   + (f"\nresults: {path}\ncontinue with the same command and --resume" if path else ""),
                   file=sys.stderr, flush=True)
             raise SystemExit(code) from None
@@ -172,13 +178,14 @@ class Lifecycle:
 
     # ---- signals -----------------------------------------------------------------------------------------
     def install_signals(self) -> None:
-        """SIGINT raises ``KeyboardInterrupt``, SIGTERM ``Terminated`` (only in the main thread)."""
+        """SIGINT raises ``KeyboardInterrupt``, SIGTERM and SIGHUP ``Terminated`` (only in the main thread)."""
         def terminate(signum, frame):
-            raise Terminated()
+            raise Terminated(signum)
 
         try:
             self._signals = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
-                             signal.SIGTERM: signal.signal(signal.SIGTERM, terminate)}
+                             signal.SIGTERM: signal.signal(signal.SIGTERM, terminate),
+                             signal.SIGHUP: signal.signal(signal.SIGHUP, terminate)}
         except ValueError:  # not the main thread: leave signals alone
             self._signals = {}
 
@@ -200,7 +207,7 @@ def script(main: Any) -> None:
     try:
         main()
     except SystemExit as exit_:
-        if exit_.code in (130, 143):
+        if exit_.code in INTERRUPT_CODES:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(exit_.code)

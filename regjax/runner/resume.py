@@ -3,20 +3,25 @@ match (the experiment, every argument that changes the computation, the data).""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
-from typing import Callable, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional
+
+import numpy as np
 
 from regjax.checkpoint import CheckpointError, read_checkpoint
 
-__all__ = ["RESUME_FREE", "DATA_IDENTITY", "ResumePlan", "previous_status", "plan_resume", "data_differences"]
+__all__ = ["RESUME_FREE", "DATA_IDENTITY", "ResumePlan", "previous_status", "plan_resume", "data_differences",
+           "content_digest"]
 
 # Arguments that may differ between a run and its --resume (they change where and how it reports, not what
 # it computes; --epochs may grow to continue a finished run).
 RESUME_FREE = {"out", "resume", "overwrite", "quiet", "no_compile_cache", "debug_nans", "epochs", "devices",
                "coordinator", "num_processes", "process_id", "distributed"}
-# What says two runs trained on the same data.
-DATA_IDENTITY = ("name", "n_train", "n_test", "x_shape", "sha256_verified", "csv_sha1")
+# What says two runs trained on the same data: names and shapes, and digests of the contents actually used
+# (image arrays: content_sha256; the house-price CSVs: csv_sha1).
+DATA_IDENTITY = ("name", "n_train", "n_test", "x_shape", "sha256_verified", "content_sha256", "csv_sha1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,15 +33,16 @@ class ResumePlan:
 
 
 def previous_status(out: Path) -> Optional[str]:
-    """The status of the run ``out`` holds: its results.json's, ``'unknown'`` for checkpoints without one,
-    ``'unreadable'``, or ``None`` for a folder without a run."""
+    """The status of the run ``out`` holds: its results.json's, ``'unknown'`` for checkpoints (or run.json)
+    without one, ``'unreadable'``, or ``None`` for a folder without a run."""
     results = out / "results.json"
     if results.exists():
         try:
             return json.loads(results.read_text()).get("status", "unknown")
         except (ValueError, OSError, AttributeError):
             return "unreadable"
-    return "unknown" if (out / "checkpoints" / "run.json").exists() else None
+    ckpt_dir = out / "checkpoints"
+    return "unknown" if (ckpt_dir / "run.json").exists() or any(ckpt_dir.glob("*.msgpack")) else None
 
 
 def plan_resume(out: Path, experiment: str, config: dict, *, resume: bool, overwrite: bool,
@@ -56,12 +62,19 @@ def plan_resume(out: Path, experiment: str, config: dict, *, resume: bool, overw
             refuse(f"--out {out} holds an unfinished run (status: {previous}); {how}, or choose another --out")
         return ResumePlan()
     if not run_file.exists():
+        orphans = sorted(p.name for p in ckpt_dir.glob("*.msgpack"))
+        if orphans:  # never start over (and delete them) because the run's description is gone
+            shown = ", ".join(orphans[:3]) + (" ..." if len(orphans) > 3 else "")
+            refuse(f"--resume: {ckpt_dir} holds checkpoints ({shown}) but no run.json, so what they were trained "
+                   f"with cannot be checked; restore run.json, move them away, or start over with --overwrite "
+                   f"(which deletes them)")
         say(f"--resume: no checkpoint in {out}; starting from scratch")
         return ResumePlan()
     try:
         saved = json.loads(run_file.read_text())
-        saved["experiment"], saved["config"]
-    except (ValueError, TypeError, KeyError) as err:
+        if not isinstance(saved.get("config"), dict):
+            raise TypeError("its config is not a mapping")
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
         refuse(f"--resume: {run_file} is corrupt ({type(err).__name__}); start over with --overwrite")
     if saved.get("experiment") != experiment:
         refuse(f"--resume: {out} holds a run of {saved.get('experiment')!r}, not {experiment!r}")
@@ -72,19 +85,33 @@ def plan_resume(out: Path, experiment: str, config: dict, *, resume: bool, overw
                           for k in diff)
         refuse(f"--resume: the checkpoint in {out} was made with other arguments ({shown}); rerun with the same "
                f"arguments, or use --overwrite / another --out")
-    for path in sorted(ckpt_dir.glob("*.msgpack")):
+    for path in sorted(ckpt_dir.glob("*.msgpack")):   # every checkpoint, before the first variant trains
         try:
-            read_checkpoint(path)
-        except CheckpointError as err:
+            meta = json.loads(read_checkpoint(path).get("meta") or "{}")
+        except (CheckpointError, ValueError, TypeError) as err:
             refuse(f"{err}; delete it to retrain that part, or start over with --overwrite")
+        if meta.get("experiment") != experiment:
+            refuse(f"--resume: checkpoint {path} belongs to the experiment {meta.get('experiment')!r}, not "
+                   f"{experiment!r}; delete it to retrain that part, or start over with --overwrite")
     return ResumePlan(True, saved)
+
+
+def content_digest(*arrays: Any) -> str:
+    """A SHA-256 over the arrays' shapes, dtypes and bytes (what a run trained on, not where it came from)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}{a.dtype};".encode())
+        h.update(a.data)
+    return h.hexdigest()
 
 
 def data_differences(saved: Optional[dict], summary: dict) -> Optional[str]:
     """How the data of a resumed run differ from the checkpointed run's (``None``: the same, or unknown)."""
     if not saved:
         return None
-    diff = [k for k in DATA_IDENTITY if saved.get(k) != summary.get(k)]
+    # a key the checkpointed run did not record (written before it existed) cannot be compared
+    diff = [k for k in DATA_IDENTITY if k in saved and saved.get(k) != summary.get(k)]
     if not diff:
         return None
     return ("--resume: the checkpointed run trained on other data ("

@@ -7,6 +7,7 @@ the status and leaves with its exit code (``regjax.runner.lifecycle``)."""
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -20,7 +21,7 @@ from regjax.report import Progress, epoch_line, sweep_line
 from regjax.runner.devices import Devices, setup_devices
 from regjax.runner.images import load_images, prepare_images, resolve_epochs
 from regjax.runner.lifecycle import Lifecycle
-from regjax.runner.resume import ResumePlan, data_differences, plan_resume
+from regjax.runner.resume import ResumePlan, content_digest, data_differences, plan_resume
 from regjax.runner.variant import Variant, slug
 
 __all__ = ["Run"]
@@ -38,6 +39,7 @@ class Run(Lifecycle):
         self.ds: Optional[Dataset] = None
         self._slugs: dict = {}
         self._restore_config: dict = {}
+        self._lock_fd: Optional[int] = None
 
     def error(self, message: str) -> NoReturn:
         """A bad argument: one line, exit 2 (only before training; afterwards it is a failure)."""
@@ -60,6 +62,15 @@ class Run(Lifecycle):
             self.progress = Progress(quiet=True)
             self.out = Path(tempfile.mkdtemp(prefix=f"regjax-process{jax.process_index()}-"))
         self._check_out()
+        if self.primary:
+            self._lock()
+        try:
+            return self._prepare()
+        except BaseException:
+            self._unlock()  # a refusal leaves the folder free for the next run
+            raise
+
+    def _prepare(self) -> "Run":
         self.plan = plan_resume(self.folder, self.experiment, self.config(), resume=self.args.resume,
                                 overwrite=self.args.overwrite, refuse=self.error, say=self.say)
         self.resuming = self.plan.resuming
@@ -92,6 +103,29 @@ class Run(Lifecycle):
         if "cache" in name:
             compilation_cache.reset_cache()
 
+    def _lock(self) -> None:
+        """One writer per folder: an advisory lock (``fcntl.flock`` on ``<out>/.regjax.lock``, released by the
+        kernel when the process dies) held for the whole run; a second run into the folder is refused, naming
+        the holder's pid, whatever its flags."""
+        import fcntl
+
+        fd = os.open(self.folder / ".regjax.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            self.error(f"--out {self.folder} is in use by another run (pid {holder}); wait for it to finish or "
+                       f"stop it, or choose another --out")
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the lock
+            self._lock_fd = None
+
     def _check_out(self) -> None:
         out = self.folder
         if out.exists() and not out.is_dir():
@@ -116,6 +150,7 @@ class Run(Lifecycle):
             return self.end(exc)
         finally:
             self.restore_signals()
+            self._unlock()
             if self.out != self.folder:  # a non-primary process's own temporary folder
                 shutil.rmtree(self.out, ignore_errors=True)
 
@@ -138,8 +173,10 @@ class Run(Lifecycle):
         if train_size is not None and train_size > n_available:
             self.error(f"--train-size {train_size} exceeds the {n_available} training examples of {ds.name}")
         data = prepare_images(ds, flatten=flatten, train_size=train_size, image_size=image_size)
-        self.set_dataset({**ds.summary(), "n_train": len(data[0]), "n_train_available": n_available,
-                          **({"resized_to": list(image_size)} if image_size else {})}, n_train=len(data[0]))
+        n = len(data[0])
+        self.set_dataset({**ds.summary(), "n_train": n, "n_train_available": n_available,
+                          "content_sha256": content_digest(ds.x_train[:n], ds.y_train[:n], ds.x_test, ds.y_test),
+                          **({"resized_to": list(image_size)} if image_size else {})}, n_train=n)
         return data
 
     def set_dataset(self, summary: dict, *, n_train: int) -> None:

@@ -35,8 +35,13 @@ class Variant:
         state, start, history = None, 0, fresh
         if self.run.resuming and self.path.exists():
             ckpt = load_checkpoint(self.path, target())
+            for key in ("experiment", "variant"):
+                if ckpt.meta.get(key) != self.meta[key]:
+                    raise CheckpointError(f"checkpoint {self.path} belongs to {key} {ckpt.meta.get(key)!r}, not "
+                                          f"{self.meta[key]!r}; delete it to retrain that part, or start over "
+                                          f"with --overwrite")
             for key, value in self.meta.items():
-                if key not in ("experiment", "variant") and ckpt.meta.get(key) != value:
+                if ckpt.meta.get(key) != value:
                     raise CheckpointError(f"checkpoint {self.path} was made by {self.what}")
             state, start, history = ckpt.state, ckpt.epoch, from_dict(ckpt.history)
             if start > epochs:

@@ -1,0 +1,116 @@
+"""No silent wrong answer on resume, checkpoints and folders: one writer per --out (a lock naming the holder),
+a checkpoint of another experiment or with changed bytes refused, --resume on other data of the same shapes
+refused, checkpoints without run.json never deleted, SIGHUP recorded like SIGTERM."""
+import fcntl
+import json
+import os
+import shutil
+import signal
+
+import numpy as np
+import pytest
+
+from regjax.data import write_idx
+from regjax.data.fashion_mnist import FILES
+from tests.helpers import load_experiment
+
+SMALL = ["--dataset", "digits", "--hidden", "16", "16", "--epochs", "1", "--batch-size", "64"]
+
+
+def _refused(capsys, argv, name="dropout_mlp", warnings=0):
+    with pytest.raises(SystemExit) as exc:
+        load_experiment(name).main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1 + warnings, err
+    return err
+
+
+def test_a_second_run_into_a_locked_folder_is_refused_naming_the_holder(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    fd = os.open(out / ".regjax.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)       # another run holds the folder
+    os.write(fd, b"4242")
+    for flags in ([], ["--overwrite", "--lr", "0.1"], ["--resume"]):
+        err = _refused(capsys, SMALL + ["--out", str(out), *flags])
+        assert "is in use by another run (pid 4242)" in err
+    assert not (out / "results.json").exists()
+    os.close(fd)                                           # the holder ends (the kernel releases its lock)
+    _refused(capsys, SMALL + ["--out", str(out), "--resume", "--overwrite"])   # a refusal releases it too
+    load_experiment("dropout_mlp").main(SMALL + ["--out", str(out), "--quiet"])
+    assert json.loads((out / "results.json").read_text())["status"] == "completed"
+    assert (out / ".regjax.lock").read_text() == str(os.getpid())
+
+
+def test_checkpoints_without_run_json_are_never_deleted(tmp_path, capsys):
+    out = tmp_path / "out"
+    load_experiment("dropout_mlp").main(SMALL + ["--out", str(out), "--quiet"])
+    (out / "checkpoints" / "run.json").unlink()
+    (out / "results.json").unlink()
+    checkpoint = out / "checkpoints" / "dropout.msgpack"
+    before = checkpoint.read_bytes()
+    assert "holds checkpoints (dropout.msgpack) but no run.json" in _refused(capsys, SMALL + ["--out", str(out),
+                                                                                               "--resume"])
+    assert "holds an unfinished run (status: unknown)" in _refused(capsys, SMALL + ["--out", str(out)])
+    assert checkpoint.read_bytes() == before
+
+
+def test_a_checkpoint_of_another_experiment_is_refused_before_training(tmp_path, capsys):
+    mlp, softmax = tmp_path / "mlp", tmp_path / "softmax"
+    load_experiment("dropout_mlp").main(SMALL + ["--out", str(mlp), "--quiet"])
+    small = ["--dataset", "digits", "--epochs", "1", "--out", str(softmax), "--quiet"]
+    load_experiment("softmax_regression").main(small)
+    (own,) = (softmax / "checkpoints").glob("*.msgpack")
+    shutil.copy(mlp / "checkpoints" / "dropout.msgpack", own)       # adopted under the softmax variant's name
+    err = _refused(capsys, small + ["--resume"], "softmax_regression")
+    assert "belongs to the experiment 'dropout_mlp', not 'softmax_regression'" in err
+
+
+def _idx_folder(folder, seed):
+    rng = np.random.default_rng(0)                         # the same images in both folders...
+    arrays = {"x_train": rng.integers(0, 256, (40, 28, 28), dtype=np.uint8),
+              "x_test": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)}
+    labels = np.random.default_rng(seed)                   # ...and other labels
+    arrays.update(y_train=labels.integers(0, 10, 40, dtype=np.uint8), y_test=labels.integers(0, 10, 20, dtype=np.uint8))
+    folder.mkdir(parents=True)
+    for key, stem in FILES.items():
+        write_idx(folder / stem, arrays[key])
+    return folder
+
+
+def test_resume_on_other_data_of_the_same_shapes_is_refused(tmp_path, capsys, monkeypatch):
+    first, second = _idx_folder(tmp_path / "a", 1), _idx_folder(tmp_path / "b", 2)
+    argv = ["--hidden", "16", "16", "--batch-size", "10", "--out", str(tmp_path / "out"), "--quiet"]
+    monkeypatch.setenv("REGJAX_DATA_DIR", str(first))     # the data come from the environment, not an argument
+    load_experiment("dropout_mlp").main(argv + ["--epochs", "1"])
+    capsys.readouterr()
+    monkeypatch.setenv("REGJAX_DATA_DIR", str(second))
+    err = _refused(capsys, argv + ["--epochs", "2", "--resume"], warnings=1)   # + "not the registered" warning
+    assert "trained on other data (content_sha256:" in err
+    monkeypatch.setenv("REGJAX_DATA_DIR", str(first))
+    load_experiment("dropout_mlp").main(argv + ["--epochs", "2", "--resume"])
+
+
+def test_sighup_is_recorded_like_sigterm(tmp_path, capsys):
+    from regjax.runner.lifecycle import EXIT_CODES, Lifecycle
+
+    class Run(Lifecycle):
+        def config(self):
+            return {}
+
+    run = Run("probe", tmp_path, quiet=True)
+    run.install_signals()
+    try:
+        run.start()
+        with pytest.raises(SystemExit) as exc:
+            try:
+                os.kill(os.getpid(), signal.SIGHUP)
+            except BaseException as err:                   # what Run.__exit__ hands to end()
+                run.ignore_signals()
+                run.end(err)
+    finally:
+        run.restore_signals()
+    assert exc.value.code == 129 == EXIT_CODES["interrupted (SIGHUP)"]
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "interrupted" and result["exit_code"] == 129
+    assert "interrupted (SIGHUP)" in capsys.readouterr().err
