@@ -74,10 +74,7 @@ def _check(run):
     if args.lr is not None:
         run.error(f"--lr: this experiment cross-validates a grid of learning rates; use --lrs {args.lr} for one")
     for flag in ("lrs", "weight_decays", "dropouts", "exercise_lrs", "exercise_weight_decays", "raw_lrs"):
-        values = np.float32(getattr(args, flag))
-        if len(set(values.tolist())) != len(values):
-            run.error(f"--{flag.replace('_', '-')} must hold distinct values (compared in float32, the precision "
-                      f"training uses); got {getattr(args, flag)}")
+        runner.distinct_values(getattr(args, flag), f"--{flag.replace('_', '-')}", run.error)
     if args.k < 2:
         run.error(f"--k must be at least 2, got {args.k}")
     if args.model == "linear" and (args.dropouts != [0.0] or args.hidden != [64]):

@@ -57,6 +57,7 @@ def main(argv=None):
     dataset = runner.peek_choice(argv, "--data", DATASETS, "synthetic")
     with runner.Run(f"model_selection_{dataset}", build_parser(dataset), argv) as run:
         args = run.args
+        runner.distinct_values(args.lambdas, "--lambdas", run.error)
         x, y, x_test, y_test, model, summary = load(args)
         n_fold_train = (len(x) // args.k) * (args.k - 1)
         if args.k > len(x) or args.batch_size > n_fold_train:

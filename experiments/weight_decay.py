@@ -26,9 +26,10 @@ def main(argv=None):
         data_key, train_key = seed_keys(args.seed)
         x, y = synthetic_linear(data_key, 0.01 * jnp.ones(args.num_inputs), 0.05, args.n_train + args.n_test, 0.01)
         data = (x[:args.n_train], y[:args.n_train], x[args.n_train:], y[args.n_train:])
+        runner.distinct_values(args.lambdas, "--lambdas", run.error)
         names = [f"lambda={lam:g}" for lam in args.lambdas]
-        if len(set(names)) != len(names):
-            run.error(f"--lambdas must be distinct values, got {' '.join(map(str, args.lambdas))}")
+        if len(set(names)) != len(names):  # distinct, but alike in 6 digits (1e-7, 1.0000001e-7): name them fully
+            names = [f"lambda={lam!r}" for lam in args.lambdas]
         model = scratch_linreg(args.num_inputs, weight_init=jax.nn.initializers.normal(1.0))
         rows = {}
         shared_decayed_sgd = decayed_sgd(args.lr, 0.0)  # one object: the compiled epoch is cached per optimizer

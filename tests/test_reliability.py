@@ -114,3 +114,25 @@ def test_sighup_is_recorded_like_sigterm(tmp_path, capsys):
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["status"] == "interrupted" and result["exit_code"] == 129
     assert "interrupted (SIGHUP)" in capsys.readouterr().err
+
+
+def test_bad_out_folders_and_huge_integers_are_one_line_refusals(tmp_path, capsys):
+    dangling = tmp_path / "link"
+    dangling.symlink_to(tmp_path / "nowhere")
+    cases = [(["--out", ""], "must name a folder"), (["--out", "/"], "must not be the root folder"),
+             (["--out", str(dangling)], "is a symbolic link to nothing"),
+             (["--out", str(tmp_path / ("x" * 300))], "is not a writable folder"),
+             (["--out", str(tmp_path / "o"), "--hidden", "99999999999999999999", "10"], "at most 2147483647")]
+    for argv, words in cases:
+        assert words in _refused(capsys, SMALL + argv), argv
+    # a run refused before training leaves no folder it created (nor its lock file)
+    fresh = tmp_path / "fresh"
+    assert "exceeds the 1347 training examples" in _refused(capsys, SMALL + ["--out", str(fresh), "--batch-size",
+                                                                             "5000"])
+    assert not fresh.exists() and not (tmp_path / "o").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    _refused(capsys, SMALL + ["--out", str(kept), "--batch-size", "5000"])
+    assert (kept / "notes.txt").read_text() == "mine"                  # a folder the user had stays
+

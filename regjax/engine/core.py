@@ -173,9 +173,10 @@ def run_epochs(loop: Loop, executables: tuple, state: TrainState, hparams: dict,
                start_epoch: int, epochs: int, on_epoch: Optional[Callable] = None,
                after_epoch: Optional[Callable] = None) -> TrainState:
     """Train epochs ``start_epoch .. epochs-1``: each epoch trains (timed alone: ``epoch_time_s``), evaluates
-    (``eval_time_s``), records into ``history``, calls ``on_epoch(epoch, row)``, raises ``Diverged`` once no
-    member is alive (the state then is each member's last finite one), and calls ``after_epoch(epoch, state,
-    history)``."""
+    (``eval_time_s``), records into ``history``, raises ``Diverged`` once no member is alive (the state then is
+    each member's last finite one; ``on_epoch`` still sees that epoch), else calls ``after_epoch(epoch, state,
+    history)`` (checkpoints) and then ``on_epoch(epoch, row)`` (progress): an epoch a user has seen reported
+    is already handed to the checkpoint writer."""
     train = executable(loop.program.train, executables[0])
     evaluate = executable(loop.program.evaluate, executables[1])
     history.status = "running"
@@ -189,12 +190,14 @@ def run_epochs(loop: Loop, executables: tuple, state: TrainState, hparams: dict,
         row = history.record(epoch, loop.as_members(summarise(totals)), loop.as_members(test),
                              loop.as_members(ok), loop.as_members(bad_step), seconds=seconds,
                              eval_seconds=time.perf_counter() - t0, n=loop.n)
-        if on_epoch is not None:
-            on_epoch(epoch, row)
         if not history.alive.any():
+            if on_epoch is not None:
+                on_epoch(epoch, row)
             history.status = "diverged"
             raise Diverged(epoch, history.first_diverged_step(), state, history)
-        if after_epoch is not None:
+        if after_epoch is not None:  # first: an epoch reported (and interrupted after) is already checkpointed
             after_epoch(epoch, state, history)
+        if on_epoch is not None:
+            on_epoch(epoch, row)
     history.status = "completed"
     return state

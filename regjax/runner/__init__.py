@@ -26,8 +26,10 @@ SIGTERM (``status: "interrupted"``, every completed epoch kept, checkpoint saved
 from regjax.runner.args import (
                                 IMAGE_DATASETS,
                                 device_count,
+                                distinct_values,
                                 nonnegative_float,
                                 nonnegative_int,
+                                out_folder,
                                 parser,
                                 peek_choice,
                                 positive_float,
@@ -41,4 +43,4 @@ from regjax.runner.run import Run
 
 __all__ = ["Run", "parser", "script", "Terminated", "EXIT_CODES", "IMAGE_DATASETS", "peek_choice", "sgd_route",
            "load_images", "prepare_images", "resolve_epochs", "positive_int", "nonnegative_int", "seed",
-           "positive_float", "nonnegative_float", "rate", "device_count"]
+           "positive_float", "nonnegative_float", "rate", "device_count", "out_folder", "distinct_values"]

@@ -11,9 +11,10 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 __all__ = ["parser", "peek_choice", "positive_int", "nonnegative_int", "seed", "positive_float", "nonnegative_float",
-           "rate", "device_count", "IMAGE_DATASETS"]
+           "rate", "device_count", "out_folder", "distinct_values", "IMAGE_DATASETS", "INT_MAX"]
 
 IMAGE_DATASETS = ("fashion_mnist", "digits")
+INT_MAX = 2 ** 31 - 1   # counts and sizes above this are typos, and would overflow int32 shapes and indices
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,7 +43,7 @@ def parser(description: str, *, epochs: int, lr: float, batch_size: int, out: st
     p.add_argument("--lr", type=positive_float, default=lr, help="learning rate")
     p.add_argument("--batch-size", type=positive_int, default=batch_size)
     p.add_argument("--seed", type=seed, default=0, help="the one seed every PRNG key derives from (0 <= seed < 2**32)")
-    p.add_argument("--out", type=Path, default=Path(out), help="folder for results.json, plots and checkpoints")
+    p.add_argument("--out", type=out_folder, default=Path(out), help="folder for results.json, plots and checkpoints")
     if impls:
         aliases = {"flax": "linen"} if "linen" in impls else {}  # --impl flax named linen before NNX sat beside it
         p.add_argument("--impl", choices=impls, default=impls[0], type=lambda v: aliases.get(v, v),
@@ -96,11 +97,30 @@ def device_count(text: str) -> Any:
 
 
 def nonnegative_int(text: str) -> int:
-    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+    return _number(text, int, lambda v: 0 <= v <= INT_MAX, f"an integer in [0, {INT_MAX}]")
 
 
 def positive_int(text: str) -> int:
-    return _number(text, int, lambda v: v >= 1, "a positive integer")
+    return _number(text, int, lambda v: 1 <= v <= INT_MAX, f"a positive integer (at most {INT_MAX})")
+
+
+def out_folder(text: str) -> Path:
+    """``--out``: a folder, not the empty string (which would mean the current folder) nor the root."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder (an empty --out would write into the current folder)")
+    path = Path(text).expanduser()
+    if path.resolve() == Path(path.anchor or "/"):
+        raise argparse.ArgumentTypeError(f"must not be the root folder, got {text!r}")
+    return path
+
+
+def distinct_values(values: Sequence[float], flag: str, refuse: Callable[[str], Any]) -> None:
+    """Refuse a list whose values collide in float32 (the precision training uses: ``0`` and ``-0``, or
+    ``1e-7`` and ``1.0000001e-7``, would train the same configuration twice)."""
+    as_f32 = [float(v) for v in np.float32(list(values))]
+    if len(set(as_f32)) != len(as_f32):
+        refuse(f"{flag} must hold distinct values in float32, the precision training uses (got {list(values)}, "
+               f"which are {as_f32} in float32)")
 
 
 def seed(text: str) -> int:

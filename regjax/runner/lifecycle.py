@@ -56,6 +56,7 @@ class Lifecycle:
         #                       than 0 of a multi-process run a temporary one (only process 0 writes the run's)
         self.progress = Progress(quiet=quiet)
         self.histories: dict = {}
+        self.checkpointed: dict = {}   # variant -> (epochs, history dict) of its last checkpoint handed over
         self.dataset: Optional[dict] = None
         self.status: Optional[str] = None
         self.resuming = False
@@ -123,14 +124,24 @@ class Lifecycle:
             "experiment": self.experiment, "status": status,
             **({} if exit_code is None else {"exit_code": exit_code}),
             "config": self.config(), "environment": environment(), "dataset": self.dataset, **self._extra(),
-            "resumed": self.resuming, "epochs_completed": {k: h.epochs for k, h in self.histories.items()},
-            "history": {k: h.to_dict() for k, h in self.histories.items()}, **(payload or {}),
+            "resumed": self.resuming, **self._progress_record(status), **(payload or {}),
             "started_at": self._started_at, "updated_at": _now(), "wall_time_s": time.perf_counter() - self._started,
         }
         path = write_json_atomic(self.out / "results.json", result)
         if checkpoint_error is not None and status == "completed":
             raise checkpoint_error  # the run finished but its last checkpoint is not on disk: say so
         return path
+
+    def _progress_record(self, status: str) -> dict:
+        """``epochs_completed`` and ``history`` per variant. An interrupted run reports what its checkpoints
+        hold -- the epoch a signal lands in may be recorded but not yet checkpointed, and results.json must
+        never promise more than ``--resume`` continues from."""
+        if status == "interrupted":
+            saved = {k: self.checkpointed.get(k, (0, None)) for k in self.histories}
+            return {"epochs_completed": {k: e for k, (e, _) in saved.items()},
+                    "history": {k: h for k, (_, h) in saved.items() if h is not None}}
+        return {"epochs_completed": {k: h.epochs for k, h in self.histories.items()},
+                "history": {k: h.to_dict() for k, h in self.histories.items()}}
 
     # ---- the end of a run ------------------------------------------------------------------------------
     def end(self, exc: Optional[BaseException]) -> bool:
@@ -150,7 +161,8 @@ class Lifecycle:
             code = 130 if isinstance(exc, KeyboardInterrupt) else 128 + exc.signum
             # a run already reported completed stays completed; one that trained says where it stopped
             path = self._write("interrupted", exit_code=code) if self.training and self.status != "completed" else None
-            done = ", ".join(f"{k}: {h.epochs} epochs" for k, h in self.histories.items()) or "nothing trained"
+            done = ", ".join(f"{k}: {e} epochs" for k, e in self._progress_record("interrupted")["epochs_completed"]
+                             .items()) or "nothing trained"
             print(f"\ninterrupted ({INTERRUPT_CODES.get(code, code)}); completed: {done}."
                   + (f"\nresults: {path}\ncontinue with the same command and --resume" if path else ""),
                   file=sys.stderr, flush=True)

@@ -40,6 +40,7 @@ class Run(Lifecycle):
         self._slugs: dict = {}
         self._restore_config: dict = {}
         self._lock_fd: Optional[int] = None
+        self._created = False
 
     def error(self, message: str) -> NoReturn:
         """A bad argument: one line, exit 2 (only before training; afterwards it is a failure)."""
@@ -68,6 +69,7 @@ class Run(Lifecycle):
             return self._prepare()
         except BaseException:
             self._unlock()  # a refusal leaves the folder free for the next run
+            self._remove_if_unused()
             raise
 
     def _prepare(self) -> "Run":
@@ -128,14 +130,26 @@ class Run(Lifecycle):
 
     def _check_out(self) -> None:
         out = self.folder
-        if out.exists() and not out.is_dir():
-            self.error(f"--out {out} is a file, not a folder")
         try:
+            if out.is_symlink() and not out.exists():
+                self.error(f"--out {out} is a symbolic link to nothing ({os.readlink(out)})")
+            if out.exists() and not out.is_dir():
+                self.error(f"--out {out} is a file, not a folder")
+            self._created = not out.exists()
             out.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=out):
                 pass
-        except OSError as err:
+        except OSError as err:  # a name too long, no permission, a read-only file system ...
             self.error(f"--out {out} is not a writable folder ({err.strerror or err})")
+
+    def _remove_if_unused(self) -> None:
+        """A run refused before training leaves no folder it created behind (only its lock file was in it)."""
+        if self._created and not self.training and self.primary:
+            (self.folder / ".regjax.lock").unlink(missing_ok=True)
+            try:
+                self.folder.rmdir()          # only if empty: nothing else is ever removed
+            except OSError:
+                pass
 
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
         self.ignore_signals()
@@ -151,6 +165,7 @@ class Run(Lifecycle):
         finally:
             self.restore_signals()
             self._unlock()
+            self._remove_if_unused()
             if self.out != self.folder:  # a non-primary process's own temporary folder
                 shutil.rmtree(self.out, ignore_errors=True)
 

@@ -44,6 +44,7 @@ class Variant:
                 if ckpt.meta.get(key) != value:
                     raise CheckpointError(f"checkpoint {self.path} was made by {self.what}")
             state, start, history = ckpt.state, ckpt.epoch, from_dict(ckpt.history)
+            self.run.checkpointed[self.name] = (start, ckpt.history)
             if start > epochs:
                 raise ValueError(f"--epochs {epochs}: the checkpoint of {self.name!r} already has {start} epochs")
             self.run.say(f"[{self.name}] resuming after epoch {start}/{epochs} ({self.path})")
@@ -62,7 +63,9 @@ class Variant:
         def after_epoch(epoch: int, state: Any, history: Any) -> None:
             writer = self.run.writer
             if writer is not None and (epoch + 1 == epochs or time.perf_counter() - last[0] >= interval_s):
-                writer.save(self.path, state, epoch=epoch + 1, history=history.to_dict(), meta=self.meta)
+                recorded = history.to_dict()
+                writer.save(self.path, state, epoch=epoch + 1, history=recorded, meta=self.meta)
+                self.run.checkpointed[self.name] = (epoch + 1, recorded)   # what an interrupted run reports
                 last[0] = time.perf_counter()
             if then is not None:
                 then(epoch, state, history)
