@@ -59,6 +59,7 @@ def build_parser():
 
 def main(argv=None):
     with runner.Run("exercises", build_parser(), argv) as run:
+        _check_sizes(run)
         answers = []
         for section in run.args.section:
             answers += {"3.7": section_37, "5.6": section_56, "8.5": section_85}[section](run)
@@ -67,9 +68,24 @@ def main(argv=None):
         md = run.out / "exercises.md"
         md.write_text(text + "\n")
         run.say("\n".join(f"[{a['id']}] {a['answer']}" for a in answers) + f"\nanswers: {md}")
-        payload = {"answers": answers, "plots": [a["plot"] for a in answers]}
+        payload = {"answers": answers, "plots": [a["plot"] for a in answers], "outputs": [str(md)]}
         run.finish(payload)
     return payload
+
+
+def _check_sizes(run):
+    """Refuse, before any section trains, sizes a section would not honour: §5.6 trains on --mlp-train-size
+    images (--train-size is §8.5's), and neither may exceed the images there are."""
+    args, sections = run.args, run.args.section
+    if "5.6" in sections and args.train_size is not None and "8.5" not in sections:
+        run.error("--train-size applies to §8.5's LeNet; §5.6 trains on --mlp-train-size images")
+    if "5.6" not in sections and "8.5" not in sections:
+        return
+    n = len(run.load_images().x_train)
+    for flag, size, section in (("--mlp-train-size", args.mlp_train_size, "5.6"),
+                                ("--train-size", args.train_size, "8.5")):
+        if section in sections and size is not None and size > n:
+            run.error(f"{flag} {size} exceeds the {n} training images of {run.ds.name}")
 
 
 def _answer(id_, question, answer, plot, **data):
@@ -180,8 +196,8 @@ def section_37(run):
 
 def section_56(run):
     args = run.args
-    ds = run.load_images()
-    data = run.images(ds, flatten=True, train_size=min(args.mlp_train_size, len(ds.x_train)))
+    ds = run.ds or run.load_images()
+    data = run.images(ds, flatten=True, train_size=args.mlp_train_size)
     n_in, seeds = data[0].shape[1], _seeds(args)
     model = scratch_mlp(n_in, tuple(args.hidden), 10, (0.0, 0.0), weight_init="he")
     common = dict(epochs=args.mlp_epochs, batch_size=args.mlp_batch_size, progress_every=args.mlp_epochs)
@@ -350,7 +366,7 @@ def _compare(a, b):
 
 def section_85(run):
     args = run.args
-    ds = run.load_images()
+    ds = run.ds or run.load_images()
     data = run.images(ds, flatten=False, image_size=(28, 28))
     vmap_size = args.vmap_size or (1 if jax.default_backend() == "cpu" else None)
     common = dict(epochs=args.lenet_epochs, batch_size=args.lenet_batch_size, progress_every=args.lenet_epochs,

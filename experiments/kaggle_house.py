@@ -126,11 +126,13 @@ def main(argv=None):
                "all_rows": {"config": cv.configs[choice], "features": len(names),
                             "final_train_loss": history.test_loss[-1]},
                "ridge_closed_form_cv": None if ridge is None else {k: np.asarray(v).tolist() for k, v in ridge.items()},
-               "submission": str(submission), "submit": args.submit, "clipped_below_1": clipped, "cross_validation": cv.result.to_dict(),
-               "plots": [str(p) for p in plots]}
+               "submission": str(submission), "submit": args.submit, "clipped_below_1": clipped,
+               "cross_validation": cv.result.to_dict(), "plots": [str(p) for p in plots],
+               "outputs": [str(run.out / f"submission{s}.csv") for s in ("", "_ensemble", "_all_rows")]}
         if args.exercises:
             out["exercises"] = answer_exercises(run, data, args)
             out["plots"] += [a["plot"] for a in out["exercises"]]
+            out["outputs"].append(str(run.out / "exercises.md"))
         run.finish(out)
     return out
 

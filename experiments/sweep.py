@@ -70,6 +70,7 @@ def main(argv=None):
     what = runner.peek_choice(argv, "--what", WHATS, "weight_decay")
     with runner.Run(f"sweep_{what}", build_parser(what), argv) as run:
         out = {"weight_decay": weight_decay, "dropout": dropout, "lr": learning_rate}[what](run)
+        out["outputs"] = [str(run.out / f"{what}_table.json")]   # removed, with the plots, by a later run here
         run.finish(out)
     return out
 

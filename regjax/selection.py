@@ -34,6 +34,7 @@ from regjax._checks import as_count, check_nonnegative
 from regjax.base import ArrayLike, Model, PRNGKey
 from regjax.data.kfold import equal_folds, fold_data
 from regjax.engine import Members, SweepResult, grid, sweep
+from regjax.engine.spec import resolve_loss
 
 __all__ = ["equal_folds", "fold_data", "kfold_members", "select_lambda", "Selection", "cross_validate",
            "CrossValidation", "curve", "one_se_index", "ridge_closed_form"]
@@ -174,6 +175,9 @@ def select_lambda(model: Model, optimizer: Any, x: ArrayLike, y: ArrayLike, lamb
     """
     if metric not in ("loss", "accuracy"):
         raise ValueError(f"metric must be 'loss' or 'accuracy', got {metric!r}")
+    if metric == "accuracy" and resolve_loss(loss, task)[1] != "classification":
+        raise ValueError(f"metric 'accuracy' needs a classification task; loss {loss!r} trains a "
+                         f"{resolve_loss(loss, task)[1]} (use metric='loss')")
     lambdas = np.asarray(lambdas, np.float64)
     if lambdas.ndim != 1 or lambdas.size < 1:
         raise ValueError("lambdas must be a non-empty 1-D sequence")

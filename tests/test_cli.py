@@ -132,19 +132,19 @@ def test_sigint_then_sigterm_then_resume_is_bit_identical_to_one_run(tmp_path):
     base = [sys.executable, MLP, "--dataset", "digits", "--hidden", "64", "64", "--epochs", "100", "--compare"]
     a, b = tmp_path / "interrupted", tmp_path / "straight"
 
-    rc, output = _interrupt_after(base + ["--out", str(a)], env, signal.SIGINT, "[dropout] epoch   3/100")
+    rc, output = _interrupt_after(base + ["--out", str(a)], env, signal.SIGINT, "[dropout] epoch   4/100")
     assert rc == 130, output
     result = json.loads((a / "results.json").read_text())
     done = result["epochs_completed"]["dropout"]
-    assert result["status"] == "interrupted" and result["exit_code"] == 130 and 3 <= done < 100
+    assert result["status"] == "interrupted" and result["exit_code"] == 130 and 4 <= done < 100
     assert len(result["history"]["dropout"]["test_loss"]) == done and "--resume" in output
-    # results.json reports what the checkpoint holds, never more (the signal lands as epoch 3 is printed, which
+    # results.json reports what the checkpoint holds, never more (the signal lands as epoch 4 is printed, which
     # is after its checkpoint was handed to the writer)
     saved = read_checkpoint(a / "checkpoints" / "dropout.msgpack")
     assert saved["epoch"] == done and json.loads(saved["history"]) == result["history"]["dropout"]
 
     rc, output = _interrupt_after(base + ["--out", str(a), "--resume"], env, signal.SIGTERM,
-                                  "[no dropout] epoch   5/100")
+                                  "[no dropout] epoch   6/100")
     assert rc == 143, output
     assert f"[dropout] resuming after epoch {done}/100" in output, output
     result = json.loads((a / "results.json").read_text())

@@ -66,6 +66,8 @@ def test_corruption_cases_raise_named_errors(tmp_path):
         "tiny.idx": (raw[:2], "truncated IDX header"),
         "notidx.idx": (b"\x12\x34" + raw[2:], "not an IDX file"),
         "broken.gz": (gzip.compress(raw)[:-20], "gzip"),
+        # dimensions whose product overflows int64 (2**32 cubed): named, not an unnamed reshape error
+        "overflow.idx": (raw[:4] + (2 ** 32 - 1).to_bytes(4, "big") * 3 + raw[16:], "truncated payload"),
     }
     for name, (payload, message) in cases.items():
         p = _corrupt(tmp_path, name, payload)
@@ -74,6 +76,19 @@ def test_corruption_cases_raise_named_errors(tmp_path):
         assert name in str(err.value)
     with pytest.raises(ValueError, match="wrong magic number 0x00000803 for labels"):
         read_idx(good, expect="labels")
+
+
+def test_empty_sets_and_test_images_of_another_size_are_refused_at_load(tmp_path):
+    arrays = _fake_fashion()
+    arrays["x_test"] = np.zeros((12, 14, 14), np.uint8)
+    _write_set(tmp_path / "d", arrays)
+    with pytest.raises(ValueError, match=r"t10k-images.*\(14, 14\), the training images .* \(28, 28\)"):
+        load_fashion_mnist(tmp_path / "d", cache=tmp_path / "cache")
+    arrays = _fake_fashion()
+    arrays["x_train"], arrays["y_train"] = arrays["x_train"][:0], arrays["y_train"][:0]
+    _write_set(tmp_path / "e", arrays)
+    with pytest.raises(ValueError, match="train-images.*holds no images"):
+        load_fashion_mnist(tmp_path / "e", cache=tmp_path / "cache")
 
 
 def test_count_mismatch_names_both_files(tmp_path):

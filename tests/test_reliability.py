@@ -136,3 +136,31 @@ def test_bad_out_folders_and_huge_integers_are_one_line_refusals(tmp_path, capsy
     _refused(capsys, SMALL + ["--out", str(kept), "--batch-size", "5000"])
     assert (kept / "notes.txt").read_text() == "mine"                  # a folder the user had stays
 
+
+
+def test_exercise_sizes_are_honoured_or_refused_before_training(tmp_path, capsys):
+    base = ["--dataset", "digits", "--out", str(tmp_path / "o")]
+    err = _refused(capsys, base + ["--section", "5.6", "--train-size", "100"], "exercises")
+    assert "--train-size applies to §8.5's LeNet; §5.6 trains on --mlp-train-size images" in err
+    err = _refused(capsys, base + ["--section", "3.7", "5.6", "--mlp-train-size", "5000"], "exercises")
+    assert "--mlp-train-size 5000 exceeds the 1347 training images of digits" in err   # was silently capped
+    assert not (tmp_path / "o").exists()                                              # and §3.7 never trained
+
+
+def test_a_new_run_removes_the_previous_runs_plots_and_outputs(tmp_path):
+    out = tmp_path / "out"
+    load_experiment("dropout_mlp").main(SMALL + ["--out", str(out), "--quiet"])
+    (out / "mine.png").write_text("a user's file")
+    previous = json.loads((out / "results.json").read_text())
+    own_plots = list(previous["plots"])
+    stale = out / "stale_from_another_configuration.png"
+    stale.write_text("x")
+    previous["plots"].append(str(stale))
+    previous["outputs"] = [str(out / "table.json"), str(tmp_path / "outside.txt")]
+    (out / "table.json").write_text("{}")
+    (tmp_path / "outside.txt").write_text("not ours")
+    (out / "results.json").write_text(json.dumps(previous))
+    load_experiment("dropout_mlp").main(SMALL + ["--out", str(out), "--quiet"])
+    assert not stale.exists() and not (out / "table.json").exists()
+    assert (out / "mine.png").exists() and (tmp_path / "outside.txt").exists()       # never touched
+    assert own_plots and all(os.path.exists(p) for p in own_plots)                    # rewritten by the new run

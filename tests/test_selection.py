@@ -142,3 +142,10 @@ def test_kfold_members_layout_and_checks():
         kfold_members([1.0], 2, hparams={"lam": 1.0})
     with pytest.raises(ValueError):
         kfold_members([-1.0], 2)
+
+
+def test_accuracy_on_a_regression_is_refused_as_such():
+    x, y = np.zeros((20, 2), np.float32), np.zeros(20, np.float32)
+    with pytest.raises(ValueError, match="metric 'accuracy' needs a classification task; loss 'squared'"):
+        select_lambda(scratch_linreg(2), None, x, y, [0.0, 1.0], key=jax.random.key(0), epochs=1, batch_size=4,
+                      hparams={"lr": 0.1}, metric="accuracy")

@@ -81,12 +81,17 @@ def _parse(files: dict) -> dict:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim != 3:
             raise ValueError(f"{files[f'x_{split}']}: images must be 3-D (N, H, W), got shape {x.shape}")
+        if len(x) == 0:
+            raise ValueError(f"{files[f'x_{split}']}: holds no images")
         if len(x) != len(y):
             raise ValueError(
                 f"{files[f'x_{split}']} holds {len(x)} images but {files[f'y_{split}']} holds {len(y)} labels"
             )
         if y.size and int(y.max()) >= len(CLASS_NAMES):
             raise ValueError(f"{files[f'y_{split}']}: label {int(y.max())} out of range 0..{len(CLASS_NAMES) - 1}")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:  # found at load, not after training started
+        raise ValueError(f"{files['x_test']}: test images are {arrays['x_test'].shape[1:]}, the training images "
+                         f"({files['x_train']}) {arrays['x_train'].shape[1:]}")
     return arrays
 
 

@@ -8,12 +8,14 @@ bytes -- is a ``ValueError`` that names the file and says what is wrong.
 from __future__ import annotations
 
 import gzip
-import os
+import math
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from regjax.report import write_bytes_atomic
 
 __all__ = ["read_idx", "write_idx", "LABELS_MAGIC", "IMAGES_MAGIC"]
 
@@ -61,7 +63,7 @@ def read_idx(path: Any, expect: str | None = None) -> np.ndarray:
         raise ValueError(f"{path}: truncated IDX header (need {header_len} bytes for {ndim} dimensions)")
     dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_DTYPES[code])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize      # exact: an int64 product of huge dimensions would wrap
     found = len(data) - header_len
     if found != expected:
         what = "truncated payload" if found < expected else "trailing bytes after the payload"
@@ -82,7 +84,4 @@ def write_idx(path: Any, array: Any) -> Path:
     payload = header + array.astype(np.dtype(_DTYPES[code])).tobytes()
     if path.suffix == ".gz":
         payload = gzip.compress(payload, mtime=0)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
-    return path
+    return write_bytes_atomic(path, payload)

@@ -14,6 +14,7 @@ status         meaning
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import signal
 import sys
@@ -89,7 +90,7 @@ class Lifecycle:
         if not self.primary:
             return
         if not self.resuming:  # only regjax's own files: anything else a user keeps there stays
-            for old in [*self.ckpt_dir.glob("*.msgpack"), self.ckpt_dir / "run.json"]:
+            for old in [*self.ckpt_dir.glob("*.msgpack"), self.ckpt_dir / "run.json", *self._previous_outputs()]:
                 old.unlink(missing_ok=True)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.writer = CheckpointWriter()
@@ -97,6 +98,20 @@ class Lifecycle:
             write_json_atomic(self.ckpt_dir / "run.json", {"experiment": self.experiment, "config": self.config(),
                                                            "dataset": self.dataset})
         self._write("running")
+
+    def _previous_outputs(self) -> list:
+        """The plots and other files (``plots``, ``outputs``) the run this one replaces listed in its
+        results.json: a new run removes them, so the folder never mixes two runs' figures (say, an earlier
+        ``--what``'s). Only files inside the folder are touched."""
+        try:
+            previous = json.loads((self.folder / "results.json").read_text())
+        except (OSError, ValueError):
+            return []
+        if not isinstance(previous, dict):
+            return []
+        listed = [*(previous.get("plots") or []), *(previous.get("outputs") or [])]
+        folder = self.folder.resolve()
+        return [Path(p) for p in listed if isinstance(p, str) and folder in Path(p).resolve().parents]
 
     def finish(self, payload: dict) -> Path:
         """The run completed: write ``results.json`` (status ``completed``) with ``payload``."""
@@ -117,8 +132,8 @@ class Lifecycle:
             except CheckpointError as err:  # record it; the final status is written regardless
                 checkpoint_error = err
                 payload = {**(payload or {}), "checkpoint_error": str(err)}
-        self.status = status
         if not self.primary:
+            self.status = status
             return self.out / "results.json"
         result = {
             "experiment": self.experiment, "status": status,
@@ -128,6 +143,8 @@ class Lifecycle:
             "started_at": self._started_at, "updated_at": _now(), "wall_time_s": time.perf_counter() - self._started,
         }
         path = write_json_atomic(self.out / "results.json", result)
+        self.status = status  # only once the file says so: a signal during the write leaves the old status, so
+        #                       the end of the run still writes its true one (not "running" forever)
         if checkpoint_error is not None and status == "completed":
             raise checkpoint_error  # the run finished but its last checkpoint is not on disk: say so
         return path
@@ -213,11 +230,17 @@ class Lifecycle:
 
 
 def script(main: Any) -> None:
-    """``if __name__ == '__main__': runner.script(main)``. An interrupted run leaves with ``os._exit`` once its
-    results are written: letting the interpreter shut down while XLA may still be compiling in another thread
-    was seen to segfault (exit 139 instead of 130/143)."""
+    """``if __name__ == '__main__': runner.script(main)``. A Ctrl-C outside the run (while importing, or after
+    the results were written) is one line and exit 130, not a traceback. An interrupted run leaves with
+    ``os._exit`` once its results are written: letting the interpreter shut down while XLA may still be
+    compiling in another thread was seen to segfault (exit 139 instead of 130/143)."""
     try:
         main()
+    except (KeyboardInterrupt, Terminated) as err:  # outside a run (start-up, or after its results were written)
+        code = 130 if isinstance(err, KeyboardInterrupt) else 128 + err.signum
+        print(f"\ninterrupted ({INTERRUPT_CODES.get(code, code)})", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(code)
     except SystemExit as exit_:
         if exit_.code in INTERRUPT_CODES:
             sys.stdout.flush()

@@ -223,7 +223,7 @@ class Run(Lifecycle):
         return self.ckpt_dir / f"{key}{suffix}"
 
     def fit(self, name: str, model: Model, optimizer: Any, data: Data, *, epochs: int, key: Any = None,
-            progress_every: int = 1, **kwargs: Any) -> Any:
+            progress_every: Optional[int] = None, **kwargs: Any) -> Any:
         """``regjax.engine.fit`` as the variant ``name``: this run's seed and ``--batch-size``, progress, a
         checkpoint after every epoch, ``--resume``, ``--devices`` (each batch split over them)."""
         import jax
@@ -241,7 +241,7 @@ class Run(Lifecycle):
                              after_epoch=variant.saver(epochs, 0.0), data_mesh=self.devices.data_mesh, **kwargs)
 
     def sweep(self, name: str, model: Model, optimizer: Any, data: Data, members: Any, *, epochs: int,
-              progress_every: int = 1, checkpoint_interval_s: float = 1.0, after_epoch: Any = None,
+              progress_every: Optional[int] = None, checkpoint_interval_s: float = 1.0, after_epoch: Any = None,
               **kwargs: Any) -> Any:
         """``regjax.engine.sweep`` as the variant ``name``: checkpoints of the whole stacked state
         (``<out>/checkpoints/<name>.sweep.msgpack``), ``--resume`` from the last one (with the chunk size it

@@ -51,8 +51,11 @@ class Variant:
         self.run.histories[self.name] = history
         return state, start, history
 
-    def progress(self, epochs: int, start: int, every: int, line: Callable) -> Optional[Callable]:
-        """The ``on_epoch`` progress callback (bar and lines; ``None`` when quiet)."""
+    def progress(self, epochs: int, start: int, every: Optional[int], line: Callable) -> Optional[Callable]:
+        """The ``on_epoch`` progress callback (bar and lines; ``None`` when quiet): a line every ``every``
+        epochs and after the last -- by default at most ~50 lines (every epoch up to 50 epochs); the bar and
+        results.json carry every epoch."""
+        every = every or max(1, -(-epochs // 50))
         return self.run.progress.callback(self.name, epochs, initial=start, every=every, line=line)
 
     def saver(self, epochs: int, interval_s: float, then: Optional[Callable] = None) -> Callable:
