@@ -129,7 +129,7 @@ def test_bad_out_folders_and_huge_integers_are_one_line_refusals(tmp_path, capsy
     fresh = tmp_path / "fresh"
     assert "exceeds the 1347 training examples" in _refused(capsys, SMALL + ["--out", str(fresh), "--batch-size",
                                                                              "5000"])
-    assert not fresh.exists() and not (tmp_path / "o").exists()
+    assert not fresh.exists()
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "notes.txt").write_text("mine")
@@ -164,3 +164,98 @@ def test_a_new_run_removes_the_previous_runs_plots_and_outputs(tmp_path):
     assert not stale.exists() and not (out / "table.json").exists()
     assert (out / "mine.png").exists() and (tmp_path / "outside.txt").exists()       # never touched
     assert own_plots and all(os.path.exists(p) for p in own_plots)                    # rewritten by the new run
+
+
+def test_a_checkpoint_made_with_other_arguments_is_refused_before_any_variant_trains(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    load_experiment("dropout_mlp").main(SMALL + ["--out", str(a), "--quiet"])
+    load_experiment("dropout_mlp").main(SMALL + ["--out", str(b), "--quiet", "--compare", "--lr", "0.1"])
+    shutil.copy(b / "checkpoints" / "no_dropout.msgpack", a / "checkpoints" / "no_dropout.msgpack")
+    (b / "checkpoints" / "run.json").write_text(json.dumps({"experiment": "dropout_mlp", "config": None}))
+    err = _refused(capsys, SMALL + ["--out", str(a), "--resume"])
+    assert "checkpoint" in err and "no_dropout.msgpack was made with other arguments" in err
+    err = _refused(capsys, SMALL + ["--out", str(b), "--resume", "--compare", "--lr", "0.1"])
+    assert "run.json is corrupt (TypeError)" in err                     # "config": null: one line, not a traceback
+
+
+def test_the_final_write_interrupted_leaves_interrupted_not_running(tmp_path, monkeypatch):
+    from regjax.runner import lifecycle
+
+    class Run(lifecycle.Lifecycle):
+        def config(self):
+            return {}
+
+    run = Run("probe", tmp_path, quiet=True)
+    run.start()
+    real = lifecycle.write_json_atomic
+
+    def interrupted_once(path, obj):
+        if obj["status"] == "completed":
+            raise KeyboardInterrupt                            # the signal lands in the final write
+        return real(path, obj)
+
+    monkeypatch.setattr(lifecycle, "write_json_atomic", interrupted_once)
+    with pytest.raises(SystemExit) as exc:
+        try:
+            run.finish({})
+        except KeyboardInterrupt as err:
+            run.end(err)
+    assert exc.value.code == 130
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "interrupted"
+
+
+def test_long_runs_print_at_most_about_50_lines(tmp_path):
+    from regjax.runner.variant import Variant
+
+    calls = []
+
+    class Progress:
+        def callback(self, name, epochs, *, initial, every, line):
+            calls.append(every)
+
+    class Run:
+        experiment, progress = "probe", Progress()
+
+        def config(self):
+            return {}
+
+    variant = Variant(Run(), "v", tmp_path / "v.msgpack")
+    for epochs in (10, 50, 51, 392):
+        variant.progress(epochs, 0, None, None)
+    assert calls == [1, 1, 2, 8]                                # 392 epochs: 49 lines and the last
+    variant.progress(392, 0, 5, None)
+    assert calls[-1] == 5                                       # an experiment's own choice stands
+
+
+def test_ctrl_c_outside_a_run_is_one_line_not_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import child_env
+
+    code = "from regjax.runner.lifecycle import script\ndef main(): raise KeyboardInterrupt\nscript(main)\n"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(tmp_path),
+                         timeout=60)
+    assert run.returncode == 130 and "Traceback" not in run.stderr and "interrupted (SIGINT)" in run.stderr
+
+
+def test_resume_compares_every_dataset_a_run_set_in_order(tmp_path, capsys):
+    """exercises.py sets one dataset per section: a resume compares each with the same section's, not all with
+    the first (which refused resuming §5.6 + §8.5)."""
+    from regjax import runner
+
+    def run(flags, datasets):
+        parser = runner.parser("probe", epochs=1, lr=0.1, batch_size=1, out=str(tmp_path / "out"))
+        with runner.Run("probe", parser, flags) as r:
+            for summary in datasets:
+                r.set_dataset(summary, n_train=10)
+                r.start()
+            r.finish({})
+
+    first, second = {"name": "digits", "n_train": 500}, {"name": "digits", "n_train": 1347}
+    run([], [first, second])
+    assert json.loads((tmp_path / "out" / "checkpoints" / "run.json").read_text())["datasets"] == [first, second]
+    run(["--resume"], [first, second])
+    with pytest.raises(SystemExit) as exc:
+        run(["--resume"], [first, {"name": "digits", "n_train": 999}])
+    assert exc.value.code == 2 and "other data (n_train: 1347, now 999)" in capsys.readouterr().err

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from regjax import decayed_sgd
+from regjax.checkpoint import read_checkpoint
 from regjax.data import synthetic_linear
 from regjax.engine import (
     Diverged,
@@ -247,6 +248,11 @@ def test_cli_sigint_then_resume_equals_an_uninterrupted_sweep(tmp_path, monkeypa
     assert proc.returncode == 130, err
     cut = json.loads((tmp_path / "cut" / "results.json").read_text())
     assert cut["status"] == "interrupted" and 60 <= cut["epochs_completed"]["weight_decay"] < 300
+    # results.json reports what the checkpoint holds: as many epochs of history, not the live lists' later ones
+    saved = read_checkpoint(tmp_path / "cut" / "checkpoints" / "weight_decay.sweep.msgpack")
+    assert cut["epochs_completed"]["weight_decay"] == saved["epoch"]
+    assert len(cut["history"]["weight_decay"]["test_loss"]) == saved["epoch"]
+    assert len(cut["history"]["weight_decay"]["epoch_time_s"]) == saved["epoch"]
     resumed = main(args + ["--out", str(tmp_path / "cut"), "--resume", "--quiet"])
     whole = main(args + ["--out", str(tmp_path / "whole"), "--quiet"])
     a = json.loads((tmp_path / "cut" / "weight_decay_table.json").read_text())["members"]

@@ -59,6 +59,7 @@ class Lifecycle:
         self.histories: dict = {}
         self.checkpointed: dict = {}   # variant -> (epochs, history dict) of its last checkpoint handed over
         self.dataset: Optional[dict] = None
+        self.datasets: list = []       # every dataset the run set, in order (run.json: what --resume compares)
         self.status: Optional[str] = None
         self.resuming = False
         self.primary = True
@@ -90,28 +91,47 @@ class Lifecycle:
         if not self.primary:
             return
         if not self.resuming:  # only regjax's own files: anything else a user keeps there stays
-            for old in [*self.ckpt_dir.glob("*.msgpack"), self.ckpt_dir / "run.json", *self._previous_outputs()]:
+            for old in [*self.ckpt_dir.glob("*.msgpack"), self.ckpt_dir / "run.json"]:
                 old.unlink(missing_ok=True)
+            for old in self._previous_outputs():
+                try:
+                    if old.is_file() or old.is_symlink():
+                        old.unlink()
+                except OSError:
+                    pass  # a plot we cannot remove is no reason to fail a run
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.writer = CheckpointWriter()
         if not self.resuming:
-            write_json_atomic(self.ckpt_dir / "run.json", {"experiment": self.experiment, "config": self.config(),
-                                                           "dataset": self.dataset})
+            self.write_run_file()
         self._write("running")
+
+    def write_run_file(self) -> None:
+        """``checkpoints/run.json``: the experiment, its arguments and every dataset set so far."""
+        write_json_atomic(self.ckpt_dir / "run.json", {"experiment": self.experiment, "config": self.config(),
+                                                       "dataset": self.dataset, "datasets": self.datasets})
 
     def _previous_outputs(self) -> list:
         """The plots and other files (``plots``, ``outputs``) the run this one replaces listed in its
         results.json: a new run removes them, so the folder never mixes two runs' figures (say, an earlier
-        ``--what``'s). Only files inside the folder are touched."""
+        ``--what``'s). A listed path is taken relative to that run's ``--out`` (it may have been started from
+        another folder) and only files inside this folder are touched."""
         try:
             previous = json.loads((self.folder / "results.json").read_text())
-        except (OSError, ValueError):
+            old_out = Path(str(previous["config"]["out"]))
+            listed = [*(previous.get("plots") or []), *(previous.get("outputs") or [])]
+        except (OSError, ValueError, TypeError, KeyError):
             return []
-        if not isinstance(previous, dict):
-            return []
-        listed = [*(previous.get("plots") or []), *(previous.get("outputs") or [])]
-        folder = self.folder.resolve()
-        return [Path(p) for p in listed if isinstance(p, str) and folder in Path(p).resolve().parents]
+        folder, paths = self.folder.resolve(), []
+        for item in listed:
+            if not isinstance(item, str):
+                continue
+            try:
+                path = self.folder / Path(item).relative_to(old_out)
+            except ValueError:
+                continue
+            if folder in path.resolve().parents:
+                paths.append(path)
+        return paths
 
     def finish(self, payload: dict) -> Path:
         """The run completed: write ``results.json`` (status ``completed``) with ``payload``."""

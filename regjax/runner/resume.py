@@ -13,7 +13,7 @@ import numpy as np
 from regjax.checkpoint import CheckpointError, read_checkpoint
 
 __all__ = ["RESUME_FREE", "DATA_IDENTITY", "ResumePlan", "previous_status", "plan_resume", "data_differences",
-           "content_digest"]
+           "content_digest", "config_digest"]
 
 # Arguments that may differ between a run and its --resume (they change where and how it reports, not what
 # it computes; --epochs may grow to continue a finished run).
@@ -93,7 +93,17 @@ def plan_resume(out: Path, experiment: str, config: dict, *, resume: bool, overw
         if meta.get("experiment") != experiment:
             refuse(f"--resume: checkpoint {path} belongs to the experiment {meta.get('experiment')!r}, not "
                    f"{experiment!r}; delete it to retrain that part, or start over with --overwrite")
+        if meta.get("config_sha256", config_digest(config)) != config_digest(config):
+            refuse(f"--resume: checkpoint {path} was made with other arguments than this run's; delete it to "
+                   f"retrain that part, or start over with --overwrite")
     return ResumePlan(True, saved)
+
+
+def config_digest(config: dict) -> str:
+    """A SHA-256 of the arguments that change what a run computes (``RESUME_FREE`` left out): every checkpoint
+    records it, so a checkpoint made with other arguments is refused before any variant trains."""
+    kept = {k: v for k, v in config.items() if k not in RESUME_FREE}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def content_digest(*arrays: Any) -> str:

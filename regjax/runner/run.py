@@ -55,21 +55,32 @@ class Run(Lifecycle):
 
     # ---- before training -------------------------------------------------------------------------------
     def __enter__(self) -> "Run":
-        self.devices = setup_devices(self.args, self.error)
-        self.primary = self.devices.primary
-        if not self.primary:  # the others train in lockstep but write and print nothing
-            import jax
-
-            self.progress = Progress(quiet=True)
-            self.out = Path(tempfile.mkdtemp(prefix=f"regjax-process{jax.process_index()}-"))
-        self._check_out()
-        if self.primary:
-            self._lock()
+        # a single process, or process 0 of one started by hand, takes the folder before the distributed runtime
+        # starts: a refusal then cannot leave the other processes waiting at their first collective
+        early = not self.args.distributed and self.args.process_id in (None, 0)
         try:
+            if early:
+                self._check_out()
+                self._lock()
+            self.devices = setup_devices(self.args, self.error)
+            self.primary = self.devices.primary
+            if not self.primary:  # the others train in lockstep but write and print nothing
+                import jax
+
+                self._unlock()
+                self.progress = Progress(quiet=True)
+                self.out = Path(tempfile.mkdtemp(prefix=f"regjax-process{jax.process_index()}-"))
+            if not early:
+                self._check_out()
+                if self.primary:
+                    self._lock()
+            if self.primary:
+                os.ftruncate(self._lock_fd, 0)  # the holder's pid, for the refusal of a second run
+                os.write(self._lock_fd, str(os.getpid()).encode())
             return self._prepare()
         except BaseException:
-            self._unlock()  # a refusal leaves the folder free for the next run
-            self._remove_if_unused()
+            self._remove_if_unused()  # a refusal leaves no folder it created, and the folder free for the next run
+            self._unlock()
             raise
 
     def _prepare(self) -> "Run":
@@ -111,17 +122,28 @@ class Run(Lifecycle):
         the holder's pid, whatever its flags."""
         import fcntl
 
-        fd = os.open(self.folder / ".regjax.lock", os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            self.error(f"--out {self.folder} is in use by another run (pid {holder}); wait for it to finish or "
-                       f"stop it, or choose another --out")
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+        path = self.folder / ".regjax.lock"
+        for _ in range(3):  # a refused run may remove its lock file between our open and our flock: retry
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as err:
+                self.error(f"--out {self.folder}: cannot open its lock file {path.name} ({err.strerror or err})")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                self.error(f"--out {self.folder} is in use by another run (pid {holder}); wait for it to finish "
+                           f"or stop it, or choose another --out")
+            self._lock_fd = fd
+            try:
+                if os.path.samestat(os.fstat(fd), os.stat(path)):
+                    break
+            except FileNotFoundError:
+                pass
+            self._unlock()  # we locked a file that was removed meanwhile: take the new one
+        else:
+            self.error(f"--out {self.folder}: its lock file keeps being replaced; is another run starting there?")
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -135,8 +157,9 @@ class Run(Lifecycle):
                 self.error(f"--out {out} is a symbolic link to nothing ({os.readlink(out)})")
             if out.exists() and not out.is_dir():
                 self.error(f"--out {out} is a file, not a folder")
-            self._created = not out.exists()
+            created = not out.exists()
             out.mkdir(parents=True, exist_ok=True)
+            self._created = created
             with tempfile.TemporaryFile(dir=out):
                 pass
         except OSError as err:  # a name too long, no permission, a read-only file system ...
@@ -145,8 +168,8 @@ class Run(Lifecycle):
     def _remove_if_unused(self) -> None:
         """A run refused before training leaves no folder it created behind (only its lock file was in it)."""
         if self._created and not self.training and self.primary:
-            (self.folder / ".regjax.lock").unlink(missing_ok=True)
             try:
+                (self.folder / ".regjax.lock").unlink(missing_ok=True)
                 self.folder.rmdir()          # only if empty: nothing else is ever removed
             except OSError:
                 pass
@@ -164,8 +187,8 @@ class Run(Lifecycle):
             return self.end(exc)
         finally:
             self.restore_signals()
+            self._remove_if_unused()  # while still holding the lock: no other run can have taken it meanwhile
             self._unlock()
-            self._remove_if_unused()
             if self.out != self.folder:  # a non-primary process's own temporary folder
                 shutil.rmtree(self.out, ignore_errors=True)
 
@@ -199,11 +222,17 @@ class Run(Lifecycle):
         on other data than the checkpointed run's."""
         if self.args.batch_size > n_train:
             self.error(f"--batch-size {self.args.batch_size} exceeds the {n_train} training examples")
-        if self.resuming:
-            differs = data_differences((self.plan.saved or {}).get("dataset"), summary)
+        if self.resuming:  # the i-th dataset of this run against the i-th of the checkpointed one
+            saved = self.plan.saved or {}
+            recorded = saved.get("datasets") or [saved.get("dataset")]
+            index = len(self.datasets)
+            differs = data_differences(recorded[index] if index < len(recorded) else None, summary)
             if differs:
                 self.error(differs)
         self.dataset = summary
+        self.datasets.append(summary)
+        if self.training and not self.resuming and self.primary:  # a later section's data (exercises.py)
+            self.write_run_file()
 
     def epochs(self) -> int:
         """``--epochs``, or the epoch policy of ``regjax.runner.images.resolve_epochs`` (said when it applies)."""

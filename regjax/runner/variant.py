@@ -3,12 +3,17 @@ runner: its checkpoint file, what ``--resume`` restores, its history registered 
 run's results.json holds every finished epoch), progress lines, and the checkpoint callback."""
 from __future__ import annotations
 
+import contextlib
+import copy
 import re
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple
 
 from regjax.checkpoint import CheckpointError, load_checkpoint
+from regjax.runner.resume import config_digest
 
 __all__ = ["Variant", "slug"]
 
@@ -18,13 +23,28 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_") or "run"
 
 
+@contextlib.contextmanager
+def _signals_deferred():
+    """SIGINT, SIGTERM and SIGHUP held back (delivered when the block ends) -- in the main thread only."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 class Variant:
     """The variant ``name`` of ``run``, checkpointed at ``path``; ``meta`` is recorded in every checkpoint and
     must match on resume (a sweep's member configs: ``what`` names the mismatch)."""
 
     def __init__(self, run: Any, name: str, path: Path, meta: Optional[dict] = None, what: str = "another run"):
         self.run, self.name, self.path = run, name, path
-        self.meta = {"experiment": run.experiment, "variant": name, **(meta or {})}
+        self.meta = {"experiment": run.experiment, "variant": name, "config_sha256": config_digest(run.config()),
+                     **(meta or {})}
         self.what = what
 
     def restore(self, target: Callable[[], Any], fresh: Any, from_dict: Callable[[dict], Any], epochs: int
@@ -41,10 +61,12 @@ class Variant:
                                           f"{self.meta[key]!r}; delete it to retrain that part, or start over "
                                           f"with --overwrite")
             for key, value in self.meta.items():
+                if key == "config_sha256" and key not in ckpt.meta:
+                    continue  # written before checkpoints recorded it (run.json's arguments were compared)
                 if ckpt.meta.get(key) != value:
                     raise CheckpointError(f"checkpoint {self.path} was made by {self.what}")
             state, start, history = ckpt.state, ckpt.epoch, from_dict(ckpt.history)
-            self.run.checkpointed[self.name] = (start, ckpt.history)
+            self.run.checkpointed[self.name] = (start, copy.deepcopy(ckpt.history))
             if start > epochs:
                 raise ValueError(f"--epochs {epochs}: the checkpoint of {self.name!r} already has {start} epochs")
             self.run.say(f"[{self.name}] resuming after epoch {start}/{epochs} ({self.path})")
@@ -66,9 +88,10 @@ class Variant:
         def after_epoch(epoch: int, state: Any, history: Any) -> None:
             writer = self.run.writer
             if writer is not None and (epoch + 1 == epochs or time.perf_counter() - last[0] >= interval_s):
-                recorded = history.to_dict()
-                writer.save(self.path, state, epoch=epoch + 1, history=recorded, meta=self.meta)
-                self.run.checkpointed[self.name] = (epoch + 1, recorded)   # what an interrupted run reports
+                recorded = copy.deepcopy(history.to_dict())   # a snapshot: a sweep's to_dict shares its live lists
+                with _signals_deferred():  # handed to the writer and recorded as reported: both, or neither
+                    writer.save(self.path, state, epoch=epoch + 1, history=recorded, meta=self.meta)
+                    self.run.checkpointed[self.name] = (epoch + 1, recorded)   # what an interrupted run reports
                 last[0] = time.perf_counter()
             if then is not None:
                 then(epoch, state, history)
