@@ -125,6 +125,8 @@ def test_bad_out_folders_and_huge_integers_are_one_line_refusals(tmp_path, capsy
              (["--out", str(tmp_path / "o"), "--hidden", "99999999999999999999", "10"], "at most 2147483647")]
     for argv, words in cases:
         assert words in _refused(capsys, SMALL + argv), argv
+    assert "must be a positive integer" in _refused(capsys, ["--num-inputs", "1e20", "--out", str(tmp_path / "w")],
+                                                    "weight_decay")
     # a run refused before training leaves no folder it created (nor its lock file)
     fresh = tmp_path / "fresh"
     assert "exceeds the 1347 training examples" in _refused(capsys, SMALL + ["--out", str(fresh), "--batch-size",
@@ -259,3 +261,21 @@ def test_resume_compares_every_dataset_a_run_set_in_order(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         run(["--resume"], [first, {"name": "digits", "n_train": 999}])
     assert exc.value.code == 2 and "other data (n_train: 1347, now 999)" in capsys.readouterr().err
+
+
+def test_distinct_in_float32_and_no_temp_file_left_by_an_interrupted_cache_write(tmp_path, monkeypatch):
+    from regjax.data import fashion_mnist
+    from regjax.runner import distinct_values
+
+    refused = []
+    distinct_values([1e-7, 1.0000001e-7], "--lambdas", refused.append)     # distinct in float32 too: accepted
+    distinct_values([0.0, -0.0], "--lambdas", refused.append)
+    assert len(refused) == 1 and "in float32" in refused[0]
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("regjax.report.os.fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fashion_mnist._atomic_savez(tmp_path / "c" / "x.npz", a=np.zeros(3))
+    assert list((tmp_path / "c").iterdir()) == []                         # no tmp*.npz.tmp left behind
