@@ -91,14 +91,21 @@ def test_resume_on_other_data_of_the_same_shapes_is_refused(tmp_path, capsys, mo
     load_experiment("dropout_mlp").main(argv + ["--epochs", "2", "--resume"])
 
 
-def test_sighup_is_recorded_like_sigterm(tmp_path, capsys):
-    from regjax.runner.lifecycle import EXIT_CODES, Lifecycle
+def _probe_run(folder):
+    """A bare run lifecycle (no arguments, no data) writing into ``folder``."""
+    from regjax.runner.lifecycle import Lifecycle
 
-    class Run(Lifecycle):
+    class Probe(Lifecycle):
         def config(self):
             return {}
 
-    run = Run("probe", tmp_path, quiet=True)
+    return Probe("probe", folder, quiet=True)
+
+
+def test_sighup_is_recorded_like_sigterm(tmp_path, capsys):
+    from regjax.runner.lifecycle import EXIT_CODES
+
+    run = _probe_run(tmp_path)
     run.install_signals()
     try:
         run.start()
@@ -183,11 +190,7 @@ def test_a_checkpoint_made_with_other_arguments_is_refused_before_any_variant_tr
 def test_the_final_write_interrupted_leaves_interrupted_not_running(tmp_path, monkeypatch):
     from regjax.runner import lifecycle
 
-    class Run(lifecycle.Lifecycle):
-        def config(self):
-            return {}
-
-    run = Run("probe", tmp_path, quiet=True)
+    run = _probe_run(tmp_path)
     run.start()
     real = lifecycle.write_json_atomic
 
@@ -279,3 +282,20 @@ def test_distinct_in_float32_and_no_temp_file_left_by_an_interrupted_cache_write
     with pytest.raises(KeyboardInterrupt):
         fashion_mnist._atomic_savez(tmp_path / "c" / "x.npz", a=np.zeros(3))
     assert list((tmp_path / "c").iterdir()) == []                         # no tmp*.npz.tmp left behind
+
+
+def test_sweep_history_dicts_are_snapshots_both_ways():
+    from regjax.engine.history import SweepHistory
+
+    def record(h, epoch, ok):
+        h.record(epoch, {"loss": np.ones(2)}, {"loss": np.ones(2)}, np.array(ok), np.array([0, 7]), seconds=0.1,
+                 eval_seconds=0.0, n=4)
+
+    h = SweepHistory(2)
+    record(h, 0, [True, True])
+    saved = h.to_dict()
+    record(h, 1, [True, False])                                    # member 1 diverges after the snapshot
+    assert len(saved["test_loss"]) == len(saved["epoch_time_s"]) == 1 and saved["diverged_epoch"] == [None, None]
+    restored = SweepHistory.from_dict(saved)
+    record(restored, 1, [False, True])
+    assert len(saved["epoch_time_s"]) == 1 and saved["diverged_epoch"] == [None, None]   # d untouched

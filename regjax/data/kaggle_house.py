@@ -151,6 +151,7 @@ def load_kaggle_house(data_dir: Any = None, *, download: bool = True, cache: Any
     source worked."""
     data_dir = data_dir if data_dir is not None else os.environ.get(ENV_VAR) or None
     cache = (Path(cache) if cache is not None else cache_dir()) / "kaggle_house"
+    records = None
     if data_dir is not None:
         paths = find_house_files(Path(data_dir).expanduser())
         if paths is None:
@@ -160,7 +161,9 @@ def load_kaggle_house(data_dir: Any = None, *, download: bool = True, cache: Any
     else:
         paths = find_house_files(cache)
         source = f"cache:{cache}"
-        if paths is None or not all(r["sha1_verified"] for r in _record(paths).values()):
+        records = None if paths is None else _record(paths)
+        if records is None or not all(r["sha1_verified"] for r in records.values()):
+            records = None
             reasons = [f"no data_dir given and ${ENV_VAR} unset; no verified files in {cache}"]
             if not download:
                 raise DataUnavailableError(_guide(reasons + ["download=False"]))
@@ -174,4 +177,4 @@ def load_kaggle_house(data_dir: Any = None, *, download: bool = True, cache: Any
     expected = [c for c in train.columns if c != "SalePrice"]
     if list(test.columns) != expected:
         raise ValueError(f"{paths['test']}: its columns are not those of {paths['train']} without SalePrice")
-    return HouseData(train, test, source, _record(paths))
+    return HouseData(train, test, source, records or _record(paths))

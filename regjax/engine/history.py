@@ -170,12 +170,17 @@ class SweepHistory:
         return np.array([[np.nan if v is None else v for v in row] for row in rows], np.float64)
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """A snapshot, like ``History.to_dict``: the lists are copies (recorded rows are never changed, so the
+        rows themselves are shared), so the history recording on leaves it as it was."""
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), list) else v)
+                for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SweepHistory":
+        """A history that owns its lists: recording on never changes ``d``."""
         names = {f.name for f in dataclasses.fields(cls)}
         # JSON turns NaN into null; a restored history keeps NaN where a live one has it
         fixed = {k: ([None if row is None else [math.nan if v is None else v for v in row] for row in val]
-                     if k in METRICS else val) for k, val in d.items() if k in names}
+                     if k in METRICS else list(val) if isinstance(val, list) else val)
+                 for k, val in d.items() if k in names}
         return cls(**fixed)

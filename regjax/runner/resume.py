@@ -85,6 +85,7 @@ def plan_resume(out: Path, experiment: str, config: dict, *, resume: bool, overw
                           for k in diff)
         refuse(f"--resume: the checkpoint in {out} was made with other arguments ({shown}); rerun with the same "
                f"arguments, or use --overwrite / another --out")
+    this_config = config_digest(config)
     for path in sorted(ckpt_dir.glob("*.msgpack")):   # every checkpoint, before the first variant trains
         try:
             meta = json.loads(read_checkpoint(path).get("meta") or "{}")
@@ -93,7 +94,7 @@ def plan_resume(out: Path, experiment: str, config: dict, *, resume: bool, overw
         if meta.get("experiment") != experiment:
             refuse(f"--resume: checkpoint {path} belongs to the experiment {meta.get('experiment')!r}, not "
                    f"{experiment!r}; delete it to retrain that part, or start over with --overwrite")
-        if meta.get("config_sha256", config_digest(config)) != config_digest(config):
+        if meta.get("config_sha256", this_config) != this_config:
             refuse(f"--resume: checkpoint {path} was made with other arguments than this run's; delete it to "
                    f"retrain that part, or start over with --overwrite")
     return ResumePlan(True, saved)

@@ -4,7 +4,6 @@ run's results.json holds every finished epoch), progress lines, and the checkpoi
 from __future__ import annotations
 
 import contextlib
-import copy
 import re
 import signal
 import threading
@@ -55,18 +54,18 @@ class Variant:
         state, start, history = None, 0, fresh
         if self.run.resuming and self.path.exists():
             ckpt = load_checkpoint(self.path, target())
-            for key in ("experiment", "variant"):
-                if ckpt.meta.get(key) != self.meta[key]:
-                    raise CheckpointError(f"checkpoint {self.path} belongs to {key} {ckpt.meta.get(key)!r}, not "
-                                          f"{self.meta[key]!r}; delete it to retrain that part, or start over "
-                                          f"with --overwrite")
             for key, value in self.meta.items():
                 if key == "config_sha256" and key not in ckpt.meta:
                     continue  # written before checkpoints recorded it (run.json's arguments were compared)
-                if ckpt.meta.get(key) != value:
-                    raise CheckpointError(f"checkpoint {self.path} was made by {self.what}")
+                if ckpt.meta.get(key) == value:
+                    continue
+                if key in ("experiment", "variant"):
+                    raise CheckpointError(f"checkpoint {self.path} belongs to {key} {ckpt.meta.get(key)!r}, not "
+                                          f"{value!r}; delete it to retrain that part, or start over with "
+                                          f"--overwrite")
+                raise CheckpointError(f"checkpoint {self.path} was made by {self.what}")
             state, start, history = ckpt.state, ckpt.epoch, from_dict(ckpt.history)
-            self.run.checkpointed[self.name] = (start, copy.deepcopy(ckpt.history))
+            self.run.checkpointed[self.name] = (start, ckpt.history)  # from_dict copied: ckpt.history stays
             if start > epochs:
                 raise ValueError(f"--epochs {epochs}: the checkpoint of {self.name!r} already has {start} epochs")
             self.run.say(f"[{self.name}] resuming after epoch {start}/{epochs} ({self.path})")
@@ -88,7 +87,7 @@ class Variant:
         def after_epoch(epoch: int, state: Any, history: Any) -> None:
             writer = self.run.writer
             if writer is not None and (epoch + 1 == epochs or time.perf_counter() - last[0] >= interval_s):
-                recorded = copy.deepcopy(history.to_dict())   # a snapshot: a sweep's to_dict shares its live lists
+                recorded = history.to_dict()   # a snapshot: recording later epochs leaves it as it is
                 with _signals_deferred():  # handed to the writer and recorded as reported: both, or neither
                     writer.save(self.path, state, epoch=epoch + 1, history=recorded, meta=self.meta)
                     self.run.checkpointed[self.name] = (epoch + 1, recorded)   # what an interrupted run reports
