@@ -3,6 +3,7 @@
 
     python benchmarks/ab.py --baseline REV            # e.g. the commit before a change to the engine
     python benchmarks/ab.py --baseline REV --quick    # smoke run (small data, 2 rounds)
+    python benchmarks/ab.py --baseline REV --startup  # start-up: a whole 1-epoch main-job process, both checkouts
 
 REV is checked out into a temporary ``git worktree``. One worker process per checkout (``PYTHONPATH`` = that
 checkout; this file's ``--worker`` mode) builds the D2L dropout MLP (784-256-256-10, rates 0.2/0.5, scratch
@@ -17,6 +18,12 @@ they never compete for the cores and a change of load hits both alike):
   variant;
 * ``fit epoch_time_s``: the median of the training epochs' own times as ``fit`` records them.
 
+``--startup`` times whole processes instead: ``experiments/dropout_mlp.py --data-dir D --epochs 1`` (the main job
+cut to one epoch, on random Fashion-MNIST-shaped .gz IDX files written once for both) from each checkout, with
+its own warm compilation and parsed-data cache (one untimed run each first), and a bare ``python -c "import
+jax"`` in every round. regjax's own start-up and teardown overhead = the run's wall time minus that round's bare
+``import jax`` minus the epoch and its evaluation as the run's results.json records them.
+
 Each checkout's worker finds the engine where that checkout has it (``regjax.engine``, or ``regjax.train``
 before the one-engine change). The JSON goes to ``benchmarks/results/ab-<date>[-label].json``; the table
 (medians, every round kept in the JSON, ratio = baseline time / this checkout's time: > 1 is faster here) to
@@ -29,6 +36,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -97,10 +105,61 @@ def _start(checkout: Path, n: int) -> subprocess.Popen:
     return proc
 
 
+def _engine_times(base: Path, n: int, rounds: int) -> dict:
+    workers = {"baseline": _start(base, n), "this checkout": _start(ROOT, n)}
+    times = {name: {case: [] for case in CASES} for name in workers}
+    for r in range(rounds):
+        order = list(workers) if r % 2 == 0 else list(reversed(workers))
+        for name in order:
+            times[name]["engine epoch"] += _ask(workers[name], "engine")
+            wall, epoch = _ask(workers[name], "fit")
+            times[name]["fit, 2 epochs"].append(wall)
+            times[name]["fit epoch_time_s"].append(epoch)
+    for proc in workers.values():
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    return times
+
+
 def _ask(proc: subprocess.Popen, what: str) -> list:
     proc.stdin.write(what + "\n")
     proc.stdin.flush()
     return [float(v) for v in proc.stdout.readline().split()]
+
+
+STARTUP_CASES = ("1-epoch run, wall", "bare import jax", "epoch + evaluation (results.json)", "regjax overhead")
+
+
+def _startup_times(checkouts: dict, tmp: Path, rounds: int, n_train: int) -> dict:
+    """``{checkout name: {case: [seconds per round]}}`` for ``--startup`` (module docstring)."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.common import child_env, run_timed
+    from benchmarks.startup import write_fashion_like_idx
+
+    data = tmp / "fashion"
+    write_fashion_like_idx(data, n_train, max(1, n_train // 6))
+
+    def command(name, checkout):
+        cmd = [sys.executable, checkout / "experiments" / "dropout_mlp.py", "--data-dir", data, "--epochs", "1",
+               "--quiet", "--out", tmp / f"out-{name}"]
+        env = child_env(PYTHONPATH=checkout, REGJAX_CACHE_DIR=tmp / f"cache-{name}", MPLBACKEND="Agg")
+        return cmd, env, checkout
+
+    runs = {name: command(name.replace(" ", "-"), checkout) for name, checkout in checkouts.items()}
+    for cmd, env, cwd in runs.values():  # untimed: fills each checkout's compile and parsed-data caches
+        run_timed(cmd, env=env, cwd=cwd)
+    times = {name: {case: [] for case in STARTUP_CASES} for name in runs}
+    bare_env = child_env()
+    for r in range(rounds):
+        bare = run_timed([sys.executable, "-c", "import jax"], env=bare_env)[0]
+        for name in (list(runs) if r % 2 == 0 else list(reversed(runs))):
+            cmd, env, cwd = runs[name]
+            wall = run_timed(cmd, env=env, cwd=cwd)[0]
+            result = json.loads((Path(cmd[-1]) / "results.json").read_text())["history"]["dropout"]
+            work = sum(result["epoch_time_s"]) + sum(result.get("eval_time_s") or [])
+            for case, value in zip(STARTUP_CASES, (wall, bare, work, wall - bare - work)):
+                times[name][case].append(value)
+    return times
 
 
 def main(argv=None) -> int:
@@ -108,6 +167,8 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", required=True, help="the git revision to compare with (e.g. HEAD~1)")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--quick", action="store_true", help="2,560 examples and 2 rounds: checks the wiring only")
+    p.add_argument("--startup", action="store_true", help="time whole 1-epoch main-job processes (start-up and "
+                                                           "teardown overhead) instead of the engine")
     p.add_argument("--label", default="")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
@@ -122,25 +183,20 @@ def main(argv=None) -> int:
     subprocess.run(["git", "worktree", "add", "--detach", str(base), rev], cwd=ROOT, check=True,
                    capture_output=True)
     load_before = os.getloadavg()
+    cases = STARTUP_CASES if args.startup else CASES
     try:
-        workers = {"baseline": _start(base, n), "this checkout": _start(ROOT, n)}
-        times = {name: {case: [] for case in CASES} for name in workers}
-        for r in range(rounds):
-            order = list(workers) if r % 2 == 0 else list(reversed(workers))
-            for name in order:
-                times[name]["engine epoch"] += _ask(workers[name], "engine")
-                wall, epoch = _ask(workers[name], "fit")
-                times[name]["fit, 2 epochs"].append(wall)
-                times[name]["fit epoch_time_s"].append(epoch)
-        for proc in workers.values():
-            proc.stdin.close()
-            proc.wait(timeout=60)
+        if args.startup:
+            times = _startup_times({"baseline": base, "this checkout": ROOT}, tmp, rounds, n)
+        else:
+            times = _engine_times(base, n, rounds)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True)
-    medians = {name: {case: statistics.median(v) for case, v in cases.items()} for name, cases in times.items()}
+        shutil.rmtree(tmp, ignore_errors=True)
+    medians = {name: {case: statistics.median(v) for case, v in per.items()} for name, per in times.items()}
     rows = [{"case": case, "baseline_s": medians["baseline"][case], "this_s": medians["this checkout"][case],
-             "ratio": medians["baseline"][case] / medians["this checkout"][case]} for case in CASES]
+             "ratio": medians["baseline"][case] / medians["this checkout"][case]} for case in cases]
     record = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "baseline": rev, "this": here,
+              "mode": "startup" if args.startup else "engine",
               "this_has_uncommitted_changes": dirty, "n": n, "rounds": rounds,
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu_count": os.cpu_count(),
               "platform": platform.platform(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),

@@ -22,8 +22,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout's regjax and benchmarks
 
 from benchmarks import batch_norm, pending, prng, roofline, startup, train_mlp  # noqa: E402
-from benchmarks.common import (ROOT, Context, available_cores, cpu_model, environment,  # noqa: E402
-                               markdown_table, slug, torch_or_none)
+from benchmarks.common import (  # noqa: E402
+    ROOT,
+    Context,
+    available_cores,
+    environment,
+    markdown_table,
+    slug,
+    torch_or_none,
+)
 
 SUITES = {  # run in this order: roofline reuses train_mlp's engine figure when both run
     "train_mlp": train_mlp.run,

@@ -73,7 +73,7 @@ def _digits_runs(ctx, python, repeats):
     return walls, stages
 
 
-def _write_fashion_like_idx(folder, n_train=60000, n_test=10000):
+def write_fashion_like_idx(folder, n_train=60000, n_test=10000):
     from regjax.data import write_idx
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -86,7 +86,7 @@ def _write_fashion_like_idx(folder, n_train=60000, n_test=10000):
 def _end_to_end(ctx, python, repeats):
     tmp = ctx.tmp / "e2e"
     data = tmp / "data"
-    _write_fashion_like_idx(data)
+    write_fashion_like_idx(data)
     env = child_env(REGJAX_CACHE_DIR=tmp / "cache", MPLBACKEND="Agg")
     jax_cmd = _experiment_cmd(python, tmp / "jax-out", "--dataset", "fashion_mnist", "--data-dir", data)
     run_timed(jax_cmd, env=env)  # untimed: fills the compile and parsed-data caches

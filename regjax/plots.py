@@ -12,17 +12,25 @@ import numpy as np
 __all__ = ["save_figure", "plot_histories", "plot_series", "plot_panels", "plot_heatmap"]
 
 
-def _pyplot():
+def _figure(**kwargs) -> Any:
+    """A new ``matplotlib.figure.Figure`` drawn by the Agg canvas -- no pyplot: no global figure registry to
+    leak into, no GUI backend to pick, and a third of matplotlib's import time saved for every run."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _colors() -> list:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def save_figure(fig: Any, path: Any, dpi: int = 90) -> Path:
-    """``fig.savefig`` to a temp file beside ``path``, then rename over it; closes the figure."""
+    """``fig.savefig`` to a temp file beside ``path``, then rename over it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
@@ -31,16 +39,15 @@ def save_figure(fig: Any, path: Any, dpi: int = 90) -> Path:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-        _pyplot().close(fig)
     return path
 
 
 def plot_histories(histories: dict, path: Any, title: str = "") -> Path:
     """Loss (log scale) and, where present, accuracy vs epoch for each named run: solid train, dashed test."""
-    plt = _pyplot()
     has_acc = any(h.test_accuracy and h.test_accuracy[0] is not None for h in histories.values())
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5.5, 3.6), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = _figure(figsize=(10 if has_acc else 5.5, 3.6))
+    axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)
+    colors = _colors()
     for i, (name, h) in enumerate(histories.items()):
         c = colors[i % len(colors)]
         epochs = range(1, len(h.train_loss) + 1)
@@ -63,8 +70,8 @@ def plot_histories(histories: dict, path: Any, title: str = "") -> Path:
 
 def plot_series(series: dict, path: Any, *, xlabel: str, ylabel: str, title: str = "", logy: bool = False) -> Path:
     """Generic line plot: ``series`` maps a label to ``(x, y)``."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig = _figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
     for label, (x, y) in series.items():
         ax.plot(x, y, label=label)
     if logy:
@@ -80,9 +87,9 @@ def plot_panels(panels: Sequence[dict], path: Any, title: str = "", dpi: int = 8
     std draws a shaded ±1 std band), ``xlabel``, ``ylabel``, optional ``xscale``/``yscale`` (``'log'``,
     ``'symlog'`` -- for grids that include 0 --, ``'linear'``), ``marks`` (label -> x: dotted vertical
     lines, e.g. the chosen λ) and ``title``."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.3), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = _figure(figsize=(4.3 * len(panels), 3.3))
+    axes = fig.subplots(1, len(panels), squeeze=False)
+    colors = _colors()
     for ax, panel in zip(axes[0], panels):
         for i, (label, values) in enumerate(panel["series"].items()):
             x, mean = np.asarray(values[0], float), np.asarray(values[1], float)
@@ -114,9 +121,9 @@ def plot_panels(panels: Sequence[dict], path: Any, title: str = "", dpi: int = 8
 def plot_heatmap(values: Any, row_labels: Sequence, col_labels: Sequence, path: Any, *, xlabel: str, ylabel: str,
                  title: str = "", fmt: str = "{:.3f}", dpi: int = 80, cmap: str = "viridis") -> Path:
     """A grid of values (rows x columns) as a colored table with the numbers written in (NaN: blank)."""
-    plt = _pyplot()
     values = np.asarray(values, float)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * values.shape[1], 0.8 + 0.55 * values.shape[0]))
+    fig = _figure(figsize=(1.0 + 0.75 * values.shape[1], 0.8 + 0.55 * values.shape[0]))
+    ax = fig.subplots()
     im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, origin="lower", aspect="auto")
     ax.set_xticks(range(values.shape[1]), [str(c) for c in col_labels])
     ax.set_yticks(range(values.shape[0]), [str(r) for r in row_labels])
@@ -129,3 +136,4 @@ def plot_heatmap(values: Any, row_labels: Sequence, col_labels: Sequence, path: 
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     return save_figure(fig, path, dpi)
+

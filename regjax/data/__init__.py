@@ -7,7 +7,7 @@ from regjax.data.fashion_mnist import DataUnavailableError, find_idx_files, load
 from regjax.data.idx import read_idx, write_idx
 from regjax.data.kaggle_house import HouseData, load_kaggle_house
 from regjax.data.kfold import equal_folds, fold_data, fold_indices, kfold_splits
-from regjax.data.preprocess import flatten_images, images_to_float, to_nhwc
+from regjax.data.preprocess import flatten_images, images_to_float, images_to_float_on_device, to_nhwc
 from regjax.data.sklearn_sets import load_diabetes, load_digits
 from regjax.data.synthetic import PolynomialData, polynomial_data, seed_keys, synthetic_linear
 from regjax.data.tabular import TabularTransform, fit_tabular
@@ -16,6 +16,6 @@ __all__ = [
     "Dataset", "DataUnavailableError", "load_fashion_mnist", "find_idx_files", "read_idx", "write_idx",
     "load_digits", "load_diabetes", "seed_keys", "synthetic_linear", "polynomial_data", "PolynomialData",
     "Batches", "num_batches", "epoch_batches", "batch_mean", "fold_indices", "kfold_splits", "equal_folds", "fold_data",
-    "images_to_float", "flatten_images", "to_nhwc", "load_kaggle_house", "HouseData", "fit_tabular",
+    "images_to_float", "images_to_float_on_device", "flatten_images", "to_nhwc", "load_kaggle_house", "HouseData", "fit_tabular",
     "TabularTransform",
 ]

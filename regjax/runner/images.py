@@ -10,7 +10,15 @@ from typing import Any, NoReturn, Optional, Sequence, Tuple
 import numpy as np
 
 from regjax.base import Data
-from regjax.data import Dataset, DataUnavailableError, flatten_images, images_to_float, load_digits, load_fashion_mnist
+from regjax.data import (
+    Dataset,
+    DataUnavailableError,
+    flatten_images,
+    images_to_float_on_device,
+    load_digits,
+    load_fashion_mnist,
+    to_nhwc,
+)
 
 __all__ = ["load_images", "prepare_images", "resolve_epochs", "sgd_route", "fail"]
 
@@ -52,20 +60,19 @@ def resolve_epochs(args: argparse.Namespace, ds: Dataset, n_train: int) -> int:
 
 def prepare_images(ds: Dataset, *, flatten: bool, train_size: Optional[int] = None,
                    image_size: Optional[Sequence[int]] = None) -> Data:
-    """Float arrays for training: flattened (MLPs) or NHWC (CNNs, optionally resized to ``image_size``)."""
+    """Float32 JAX arrays on the default device for training, pixels in [0, 1]: flattened (MLPs) or NHWC (CNNs,
+    optionally resized to ``image_size``); labels int32 NumPy arrays."""
     import jax
-    import jax.numpy as jnp
 
     x_train, y_train = ds.x_train, ds.y_train
     if train_size is not None:
         x_train, y_train = x_train[:train_size], y_train[:train_size]
     out = []
     for x in (x_train, ds.x_test):
-        x = images_to_float(x)
-        if flatten:
-            x = flatten_images(x)
+        if flatten:  # shaped on the host (a view), converted on the device (no float32 host copy)
+            x = images_to_float_on_device(flatten_images(x))
         else:
-            x = jnp.asarray(x[..., None])
+            x = images_to_float_on_device(to_nhwc(x))
             if image_size is not None and x.shape[1:3] != tuple(image_size):
                 x = jax.image.resize(x, (x.shape[0], *image_size, x.shape[-1]), "bilinear")
         out.append(x)

@@ -13,6 +13,7 @@ status         meaning
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import json
 import os
@@ -267,3 +268,16 @@ def script(main: Any) -> None:
             sys.stderr.flush()
             os._exit(exit_.code)
         raise
+    if sys.getprofile() is None and sys.gettrace() is None:  # not under cProfile, coverage or a debugger
+        _leave(0)
+
+
+def _leave(code: int) -> NoReturn:
+    """End a finished CLI run: every ``atexit`` handler runs (logging, JAX's backends and distributed runtime,
+    file locks, coverage), the streams are flushed, then ``os._exit`` skips the interpreter's teardown --
+    freeing XLA's client, the datasets and every module one object at a time took 0.3-0.5 s of each run's wall
+    time. Not used under a profiler or tracer (``python -m cProfile`` writes its output after the script)."""
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
