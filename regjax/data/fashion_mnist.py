@@ -111,23 +111,24 @@ def _load_npz(path: Path) -> dict | None:
         return None  # unreadable cache: ignore it, it will be rewritten
 
 
-def _fingerprint(files: dict) -> str:
-    """The cache key of four IDX files: a digest of their *contents* (path, size and mtime would give stale
-    arrays for files rewritten at the same size with the mtime restored -- IDX files of one shape always have
-    the same size)."""
+def _fingerprint(digests: dict) -> str:
+    """The cache key of four IDX files from their SHA-256s: a digest of their *contents* (path, size and mtime
+    would give stale arrays for files rewritten at the same size with the mtime restored -- IDX files of one
+    shape always have the same size)."""
     h = hashlib.sha256()
-    for key in sorted(files):
-        h.update(f"{key}:{file_digest(files[key], 'sha256')};".encode())
+    for key in sorted(digests):
+        h.update(f"{key}:{digests[key]};".encode())
     return h.hexdigest()[:16]
 
 
-def _verified(files: dict) -> bool:
-    """Whether all four files are the registered Fashion-MNIST: gzipped files whose SHA-256 equals the one
-    tensorflow-datasets registers. Raw (un-gzipped) files cannot be checked: TFDS registers the .gz only."""
+def _verified(files: dict, digests: dict) -> bool:
+    """Whether all four files are the registered Fashion-MNIST: gzipped files whose SHA-256 (``digests``)
+    equals the one tensorflow-datasets registers. Raw (un-gzipped) files cannot be checked: TFDS registers the
+    .gz only."""
     checksums = _registered_checksums()
-    for path in files.values():
+    for key, path in files.items():
         registered = checksums.get(path.name)
-        if registered is None or file_digest(path, "sha256") != registered[2]:
+        if registered is None or digests[key] != registered[2]:
             return False
     return True
 
@@ -140,12 +141,13 @@ def _from_data_dir(root: Path, cache: Path) -> tuple[dict, str, bool]:
             f"data_dir {root} does not hold the four Fashion-MNIST IDX files ({expected}) in any of the "
             f"layouts {', '.join(repr(l) for l in LAYOUTS)}"
         )
-    cached = cache / f"fashion_mnist-idx-{_fingerprint(files)}.npz"
+    digests = {key: file_digest(path, "sha256") for key, path in files.items()}  # each file read once
+    cached = cache / f"fashion_mnist-idx-{_fingerprint(digests)}.npz"
     arrays = _load_npz(cached) if cached.exists() else None
     if arrays is None:
         arrays = _parse(files)
         _atomic_savez(cached, **arrays)
-    return arrays, f"idx:{files['x_train'].parent}", _verified(files)
+    return arrays, f"idx:{files['x_train'].parent}", _verified(files, digests)
 
 
 def _from_tfds(tfds_data_dir) -> dict:
