@@ -11,7 +11,7 @@ import statistics
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout whose regjax is measured
 
@@ -23,6 +23,7 @@ class Context:
     tmp: Path              # scratch folder, removed after the run
     results: dict          # results of the suites already run (later suites may reuse them)
     torch_device: str = "cpu"
+    trace_dir: Optional[Path] = None  # where the profile suite keeps its trace (None: a scratch folder)
 
 
 def suite_result(method: str, rows=(), *, status: str = "ok", **extra) -> dict:
@@ -176,7 +177,8 @@ def environment(threads: int, torch_device: str) -> dict:
                     "note": "XLA's CPU backend runs one intra-op thread per available core; torch is set to it"},
         "torch_device": torch_device if torch else None,
         "versions": {m: _version(m) for m in ("jax", "jaxlib", "flax", "optax", "numpy", "torch")}
-        | {"python": platform.python_version()},
+        | {"python": platform.python_version(), "cuda (torch)": getattr(getattr(torch, "version", None), "cuda", None)},
+        "gpu_name (torch)": torch.cuda.get_device_name(0) if torch and torch.cuda.is_available() else None,
         "platform": platform.platform(),
         "nice": os.nice(0),  # with sched_autogroup on, nice only ranks processes within this session
         "sched_autogroup": _read("/proc/sys/kernel/sched_autogroup_enabled"),

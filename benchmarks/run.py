@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout's regjax and benchmarks
 
-from benchmarks import batch_norm, pending, prng, roofline, startup, train_mlp  # noqa: E402
+from benchmarks import batch_norm, epoch_profile, prng, roofline, scaling, startup, sweep, train_mlp  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     ROOT,
     Context,
@@ -30,16 +30,18 @@ from benchmarks.common import (  # noqa: E402
     markdown_table,
     slug,
     torch_or_none,
+    unavailable,
 )
 
 SUITES = {  # run in this order: roofline reuses train_mlp's engine figure when both run
     "train_mlp": train_mlp.run,
     "roofline": roofline.run,
+    "profile": epoch_profile.run,
     "prng": prng.run,
     "batch_norm": batch_norm.run,
-    "sweep": pending.sweep,
+    "sweep": sweep.run,
     "startup": startup.run,
-    "scaling": pending.scaling,
+    "scaling": scaling.run,
 }
 
 
@@ -50,6 +52,10 @@ def parse_args(argv=None):
                    help=f"suites to run (default: all): {', '.join(SUITES)}")
     p.add_argument("--label", default="", help="tag for the run, appended to the file name (e.g. baseline)")
     p.add_argument("--out", type=Path, default=None, help="results JSON path (default: benchmarks/results/...)")
+    p.add_argument("--trace-dir", type=Path, default=None,
+                   help="keep the profile suite's jax.profiler trace here (default: a scratch folder, removed)")
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="start no suite after this many seconds; later ones are recorded as skipped")
     return p.parse_args(argv)
 
 
@@ -75,15 +81,23 @@ def main(argv=None) -> int:
     env = environment(threads, torch_device)
     out = args.out or default_path(env, args.label)
     tmp = Path(tempfile.mkdtemp(prefix="regjax-bench-"))
-    ctx = Context(quick=args.quick, threads=threads, tmp=tmp, results={}, torch_device=torch_device)
+    ctx = Context(quick=args.quick, threads=threads, tmp=tmp, results={}, torch_device=torch_device,
+                  trace_dir=args.trace_dir)
     record = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "label": args.label,
               "quick": args.quick, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "environment": env, "loadavg_before": os.getloadavg(), "suites": ctx.results}
+              "environment": env, "loadavg_before": os.getloadavg(), "suites": ctx.results, "complete": False}
     print(f"# regjax benchmarks on {env['device']} ({env['cpu_model']}), backend {env['backend']}, "
           f"{threads} threads, load {os.getloadavg()[0]:.2f}", flush=True)
     failed = []
+    start = time.perf_counter()
     try:
         for name in args.suite:
+            if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
+                why = f"the run's time budget (--budget-s {args.budget_s:g}) was spent"
+                ctx.results[name] = {**unavailable(f"Not run: {why}.", why), "seconds": 0.0,
+                                     "loadavg_before": os.getloadavg(), "loadavg_after": os.getloadavg()}
+                print(f"... {name}: skipped, {why}", flush=True)
+                continue
             print(f"... {name}", flush=True)
             t0, load = time.perf_counter(), os.getloadavg()
             try:
@@ -95,17 +109,26 @@ def main(argv=None) -> int:
                 print(result["error"], file=sys.stderr, flush=True)
             ctx.results[name] = {**result, "seconds": time.perf_counter() - t0, "loadavg_before": load,
                                  "loadavg_after": os.getloadavg()}
+            _write(out, record, env, threads, ctx.results)  # after every suite: a run cut short keeps the rest
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    record["complete"] = True
+    _write(out, record, env, threads, ctx.results)
+    print(f"\n{record['caption']}\n\n{record['table']}\n\nresults: {out}")
+    return 1 if failed else 0
+
+
+def _write(out: Path, record: dict, env: dict, threads: int, results: dict) -> None:
+    """The record with its caption and table, written atomically (temp file, rename)."""
     record["loadavg_after"] = os.getloadavg()
     record["caption"] = (f"{env['device']} ({env['cpu_model'] if env['backend'] == 'cpu' else env['device_kind']}),"
                          f" {threads} threads, load average {record['loadavg_before'][0]:.2f} before and "
                          f"{record['loadavg_after'][0]:.2f} after; `{record['command']}`, {record['date']}")
-    record["table"] = markdown_table(ctx.results)
+    record["table"] = markdown_table(results)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    print(f"\n{record['caption']}\n\n{record['table']}\n\nresults: {out}")
-    return 1 if failed else 0
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    os.replace(tmp, out)
 
 
 if __name__ == "__main__":

@@ -99,7 +99,8 @@ def _end_to_end(ctx, python, repeats):
         jax_t.append(run_timed(jax_cmd, env=env)[0])
         hist = json.loads((tmp / "jax-out" / "results.json").read_text())["history"]["dropout"]
         train_t.append(hist["compile_time_s"] + sum(hist["epoch_time_s"]))
-        for threads in dict.fromkeys([ctx.threads, 1]):  # 1 thread: context on a shared CPU, as train_mlp (c1)
+        # 1 thread: context on a shared CPU, as train_mlp (c1); on a GPU the threads only feed the DataLoader
+        for threads in dict.fromkeys([ctx.threads] + ([1] if ctx.torch_device == "cpu" else [])):
             torch_t.setdefault(threads, []).append(run_timed(torch_cmd(threads), env=env)[0])
             result = json.loads((tmp / f"torch-{threads}" / "results.json").read_text())
             torch_train.setdefault(threads, []).append(sum(result["epoch_time_s"]))

@@ -23,7 +23,7 @@ import numpy as np
 
 from regjax import decayed_sgd, runner
 from regjax.data import seed_keys
-from regjax.engine import fit, grid, group_stats, train_sequentially
+from regjax.engine import fit_loop, grid, group_stats, train_sequentially
 from regjax.models.adapters import scratch_mlp
 from regjax.plots import plot_heatmap, plot_panels
 from regjax.probes import weight_decay_problem
@@ -231,15 +231,8 @@ def _baselines(run, model, optimizer, data, members, result, sweep_wall, *, epoc
                                 **fit_kwargs)
     timing["sequential_compiled"] = {**seq, "wall_s": seq["compile_s"] + seq["train_s"]}
     if args.baselines == "both":
-        t0 = time.perf_counter()
-        first_compile = 0.0
-        for i in range(len(members)):
-            hp = {k: np.asarray(v[i]) for k, v in members.hparams.items()}
-            _, fh = fit(model, optimizer, data, epochs=epochs, batch_size=args.batch_size, key=members.keys[i],
-                        hparams=hp, **fit_kwargs)
-            first_compile += fh.compile_time_s
-        wall = time.perf_counter() - t0
-        timing["fit_loop"] = {"compile_s": first_compile, "train_s": wall - first_compile, "wall_s": wall}
+        timing["fit_loop"] = fit_loop(model, optimizer, data, members, epochs=epochs, batch_size=args.batch_size,
+                                      **fit_kwargs)
     vm = timing["vmapped"]
     lines = [f"timing ({len(members)} members x {epochs} epochs, {timing['device']}, {timing['cpu_count']} cores, "
              f"load {timing['load_average_1m']:.1f}):",

@@ -1,5 +1,6 @@
-"""The benchmark suite: a ``--quick`` smoke run checks the output's structure (never speed), plus the pieces
-with logic of their own (the FLOP count, the integer-threshold dropout proposal, torch-less skipping)."""
+"""The benchmark suite: the one-call GPU script's dry run (every suite at ``--quick`` size on the CPU) checks the
+output's structure (never speed), plus the pieces with logic of their own (the FLOP count, the profile's
+attribution, the time budget, the integer-threshold dropout proposal, torch-less skipping)."""
 import json
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of the checkout, not an installed package
 
+from benchmarks import epoch_profile as profile  # noqa: E402
+from benchmarks import gpu  # noqa: E402
 from benchmarks import run as bench_run  # noqa: E402
 from benchmarks.common import Context, markdown_table  # noqa: E402
 from benchmarks.proposals import dropout_bits  # noqa: E402
@@ -21,30 +24,115 @@ from benchmarks.roofline import flops_per_example  # noqa: E402
 STATUSES = {"ok", "skipped", "not available yet"}
 
 
-def test_quick_run_writes_json_and_prints_table(tmp_path):
-    out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--label", "smoke",
-                           "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+def test_gpu_call_dry_run_runs_every_suite_and_writes_json_and_table(tmp_path):
+    """The one-call GPU script, at tiny sizes on the CPU: every suite of run.py runs (each through
+    `run.py --quick --suite NAME`), the merged JSON has the run's environment and every suite's method, rows,
+    repeats and load averages; sweep and scaling give numbers; the profile keeps its trace."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--dry-run", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(out.read_text())
-    assert {"command", "label", "quick", "date", "environment", "loadavg_before", "loadavg_after", "suites",
-            "table"} <= set(result)
-    assert result["quick"] is True and result["label"] == "smoke"
+    (path,) = out.glob("dry-run-*.json")
+    assert not list(out.glob(".*.json")), "per-suite files are merged and removed"
+    result = json.loads(path.read_text())
+    assert {"command", "label", "quick", "date", "environment", "loadavg_before", "suites", "table",
+            "gpu_call"} <= set(result)
+    assert result["quick"] is True and result["label"] == "gpu-dry-run" and result["gpu_call"]["dry_run"]
     env = result["environment"]
     assert {"backend", "device", "device_kind", "cpu_count", "threads", "versions", "regjax"} <= set(env)
-    assert {"jax", "jaxlib", "flax", "optax", "numpy", "torch", "python"} <= set(env["versions"])
-    assert list(result["suites"]) == list(bench_run.SUITES)
+    assert env["backend"] == "cpu"
+    assert {"jax", "jaxlib", "flax", "optax", "numpy", "torch", "python", "cuda (torch)"} <= set(env["versions"])
+    assert list(result["suites"]) == list(gpu.SUITES) and set(gpu.SUITES) == set(bench_run.SUITES)
     for name, suite in result["suites"].items():
         assert suite["status"] in STATUSES, (name, suite.get("error"))
         assert suite["method"] and suite["rows"], name
         assert {"loadavg_before", "loadavg_after", "seconds"} <= set(suite)
-    assert result["suites"]["sweep"]["status"] == "not available yet"
+    for name in ("sweep", "scaling"):  # `run.py --quick --suite sweep scaling` gives numeric rows
+        values = [r["value"] for r in result["suites"][name]["rows"]]
+        assert result["suites"][name]["status"] == "ok" and values and all(v > 0 for v in values), name
+    sweep_cases = [r["case"] for r in result["suites"]["sweep"]["rows"]]
+    assert any("(v) vmapped sweep" in c for c in sweep_cases) and any("(b) loop of fit" in c for c in sweep_cases)
+    assert any("scaling: 4 member(s)" in c for c in sweep_cases)
+    scaling = result["suites"]["scaling"]
+    assert scaling["counts"] == [1, 2, 4, 8] and all(m["max_param_diff"] < 1e-5
+                                                      for m in scaling["measurements"].values())
+    profile = result["suites"]["profile"]
+    assert profile["lane"] == "CPU thunks" and profile["ops_per_step"] > 8
+    shares = {r["case"]: r["value"] for r in profile["rows"] if r["case"].startswith("epoch share")}
+    assert abs(sum(shares.values()) - 100) < 1e-6
+    assert max(shares, key=shares.get) == "epoch share: matrix products (forward, dW, dX)"
+    assert list((out / "trace").rglob("perfetto_trace.json.gz"))
     engine = result["suites"]["train_mlp"]["rows"][0]
     assert engine["case"].startswith("(a)") and engine["value"] > 0 and len(engine["times_s"]) >= 2
     assert 0 < result["suites"]["roofline"]["percent_of_roofline"]
     for table in (result["table"], proc.stdout):
         assert "| suite | case | median |" in table
         assert all(f"| {name} |" in table for name in bench_run.SUITES)
+
+
+def test_run_budget_skips_the_suites_it_cannot_start_and_says_so(tmp_path):
+    out = tmp_path / "b.json"
+    assert bench_run.main(["--suite", "roofline", "sweep", "--budget-s", "-1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["complete"] is True
+    for name in ("roofline", "sweep"):
+        suite = result["suites"][name]
+        assert suite["status"] == "skipped" and "time budget" in suite["rows"][0]["note"]
+
+
+def test_gpu_call_records_a_suite_that_runs_out_of_time(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr(gpu, "MIN_START_S", 0.0)
+    code = gpu.main(["--dry-run", "--out", str(out), "--suite", "roofline", "--budget-s", "0.5"])
+    assert code == 1
+    (path,) = out.glob("dry-run-*.json")
+    suite = json.loads(path.read_text())["suites"]["roofline"]
+    assert suite["status"] == "timed out" and "timed out after" in suite["rows"][0]["note"]
+
+
+HLO = """HloModule jit_epoch
+
+%fused_dot (p0: f32[4,3], p1: f32[3,2]) -> f32[4,2] {
+  %p0 = f32[4,3]{1,0} parameter(0)
+  %p1 = f32[3,2]{1,0} parameter(1)
+  ROOT %dot.1 = f32[4,2]{1,0} dot(%p0, %p1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+ENTRY %main (x: f32[4,3], w: f32[3,2]) -> (u32[8], s32[8]) {
+  %x = f32[4,3]{1,0} parameter(0)
+  %ynn_fusion.6 = f32[4,2]{1,0} fusion(%x, %w), kind=kCustom, calls=%fused_dot, metadata={op_name="jit(epoch)/while/body/closed_call/jvp()/dot_general"}
+  %sort.0 = (u32[8]{0}, s32[8]{0}) sort(%a, %b), dimensions={0}, to_apply=%cmp, metadata={op_name="jit(epoch)/jit(_shuffle)/sort" stack_frame_id=64}
+  %bits = u32[8]{0} fusion(%k), kind=kLoop, calls=%f2, metadata={op_name="jit(epoch)/while/body/closed_call/jvp(jit(_bernoulli))/jit(_uniform)/xor"}
+  %relu_grad = f32[4,2]{1,0} fusion(%g), kind=kLoop, calls=%f3, metadata={op_name="jit(epoch)/while/body/closed_call/transpose(jvp())/select_n"}
+  %upd = f32[3,2]{1,0} fusion(%w, %g), kind=kLoop, calls=%f4, metadata={op_name="jit(epoch)/while/body/closed_call/sub"}
+  ROOT %copy.108 = u32[256,256]{1,0} copy(%bits)
+}
+"""
+
+
+def test_profile_attributes_operations_from_the_optimized_hlo():
+    index = profile.hlo_index(HLO)
+    assert index["ynn_fusion.6"][0] == "dot" and index["sort.0"][0] == "sort"
+    expected = {"ynn_fusion.6": "matrix products (forward, dW, dX)", "sort.0": "shuffle (the epoch's permutation)",
+                "bits": "dropout masks: random bits and step keys",
+                "relu_grad": "backward elementwise (ReLU, dropout, bias gradients)", "upd": "SGD update",
+                "copy.108": "copies (loop-carried buffers)", "not_there": "other (not in the HLO: runtime, copies)",
+                "sm90_xmma_gemm_f32f32": "matrix products (forward, dW, dX)"}
+    for name, category in expected.items():
+        assert profile.categorize(name, index) == category, name
+
+
+def test_profile_self_times_subtract_nested_events_per_lane():
+    events = [{"name": "while.1", "ts": 0, "dur": 100, "pid": 1, "tid": 1},
+              {"name": "add.1", "ts": 10, "dur": 30, "pid": 1, "tid": 1},
+              {"name": "add.2", "ts": 50, "dur": 20, "pid": 1, "tid": 1},
+              {"name": "dot.1", "ts": 20, "dur": 40, "pid": 1, "tid": 2}]  # another thread: not nested
+    times = dict(profile.self_times(events))
+    assert times == {"while.1": 50e-6, "add.1": 30e-6, "add.2": 20e-6, "dot.1": 40e-6}
+    trace = {"traceEvents": [{"ph": "M", "name": "process_name", "pid": 7, "args": {"name": "/device:GPU:0"}},
+                             {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
+                             {"name": "gemm", "ts": 0, "dur": 5, "pid": 7}, *events]}
+    assert profile.device_events(trace) == ([{"name": "gemm", "ts": 0, "dur": 5, "pid": 7}], "GPU kernels")
 
 
 def test_default_path_names_backend_device_date_and_label():

@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""Every GPU figure in ONE call, for the few minutes a GPU machine is lent: nothing to install, results under
+``$OUT``.
+
+    PYTHONPATH=$PWD timeout 540 python benchmarks/gpu.py      # on the GPU machine: about 8 minutes
+    python benchmarks/gpu.py --dry-run                         # tiny sizes on the CPU: proves the call works
+
+It runs ``benchmarks/run.py`` once per suite, in order of value -- ``train_mlp`` (regjax's scan engine, the
+per-step jit loop, NNX, PyTorch eager and ``torch.compile`` on CUDA), ``roofline`` (the matrix products of one
+step on the GPU), ``profile`` (kernels per step and where an epoch's time goes, from a ``jax.profiler`` trace
+kept under ``<out>/trace``), ``sweep``, ``batch_norm``, ``startup`` (the main job end to end against the PyTorch
+script on the same files), ``scaling`` (1..N GPUs when there are several) and ``prng`` -- each in its own process with a
+timeout: the lesser of its cap and what is left of ``--budget-s``. A suite that runs out of time is recorded as
+``timed out`` and the next one starts; one that would start with under 20 s left is recorded as skipped. The
+merged JSON (``<out>/<backend>-<time>.json``: device strings, versions -- jax, jaxlib, flax, optax, numpy,
+torch, CUDA as torch reports it --, every repeat, and the markdown table) is rewritten after every suite, so a
+call cut short still leaves every finished suite's figures.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SUITES = {  # name: cap in seconds on a GPU (the dry run has no caps but the budget)
+    "train_mlp": 150, "roofline": 45, "profile": 60, "sweep": 150, "batch_norm": 45, "startup": 150, "scaling": 60,
+    "prng": 60,
+}
+MIN_START_S = 20.0
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dry-run", action="store_true",
+                   help="tiny sizes (--quick) on the CPU (JAX_PLATFORMS=cpu): checks the whole call")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results folder (default: $OUT, else benchmarks/results); the trace goes to <out>/trace")
+    p.add_argument("--budget-s", type=float, default=480.0,
+                   help="seconds for all suites together (default 480: the call ends within about 8 minutes)")
+    p.add_argument("--suite", nargs="+", choices=list(SUITES), default=list(SUITES), metavar="NAME",
+                   help=f"suites to run, in this order: {', '.join(SUITES)}")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = args.out or Path(os.environ.get("OUT") or ROOT / "benchmarks" / "results")
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    if args.dry_run:
+        env["JAX_PLATFORMS"] = "cpu"  # the dry run must neither need nor grab a GPU
+    stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H%M%S")
+    merged_path = out / f"{'dry-run' if args.dry_run else 'gpu'}-{stamp}.json"
+    merged, failed = None, []
+    deadline = time.monotonic() + args.budget_s
+    for name, cap in SUITES.items():
+        if name not in args.suite:
+            continue
+        left = deadline - time.monotonic()
+        part = out / f".{stamp}-{name}.json"
+        if left < MIN_START_S:
+            result = _not_run(f"{left:.0f} s of the --budget-s {args.budget_s:g} left when it was due")
+        else:
+            cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--suite", name, "--out", str(part),
+                   "--trace-dir", str(out / "trace"), "--label", "gpu-dry-run" if args.dry_run else "gpu"]
+            cmd += ["--quick"] if args.dry_run else []
+            timeout = left if args.dry_run else min(left, cap)
+            print(f"... {name} (at most {timeout:.0f} s)", flush=True)
+            try:
+                proc = subprocess.run(cmd, env=env, cwd=ROOT, timeout=timeout, capture_output=True, text=True)
+                sys.stderr.write(proc.stderr[-4000:] if proc.returncode else "")
+            except subprocess.TimeoutExpired:
+                proc = None
+            record = json.loads(part.read_text()) if part.exists() else None
+            part.unlink(missing_ok=True)
+            if record is None or name not in record.get("suites", {}):
+                why = f"timed out after {timeout:.0f} s" if proc is None else f"exited {proc.returncode}"
+                result = _not_run(why, status="timed out" if proc is None else "error")
+            else:
+                result = record["suites"][name]
+                merged = merged or {k: v for k, v in record.items() if k not in ("suites", "table", "caption")}
+            if proc is None or proc.returncode:
+                failed.append(name)
+        merged = merged or {"environment": None}
+        merged.setdefault("suites", {})[name] = result
+        _write(merged_path, merged, args)
+    print(f"\n{merged['table']}\n\nresults: {merged_path}")
+    return 1 if failed else 0
+
+
+def _not_run(why: str, status: str = "skipped") -> dict:
+    from benchmarks.common import unavailable
+
+    return {**unavailable(f"Not run: {why}.", why, status=status), "seconds": 0.0}
+
+
+def _write(path: Path, merged: dict, args) -> None:
+    from benchmarks.common import markdown_table
+
+    merged["command"] = " ".join([Path(sys.executable).name, *sys.argv])
+    merged["gpu_call"] = {"dry_run": args.dry_run, "budget_s": args.budget_s, "caps_s": SUITES}
+    merged["table"] = markdown_table(merged["suites"])
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(merged, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
