@@ -24,7 +24,7 @@ VIRTUAL_DEVICES = 8
 METHOD = (
     "fit(mlp_model('scratch', 784, (256, 256), 10, (0.2, 0.5), 'normal'), None, data, epochs=1, batch_size=256, "
     "key=jax.random.key(0), hparams={'lr': 0.5}, data_mesh=data_mesh(k)) for k = 1, 2, 4, ... devices, on "
-    "uniform Fashion-MNIST-shaped data (N = 20,000 train, 2,000 test; --quick 2,048 / 512): every batch of 256 "
+    "uniform Fashion-MNIST-shaped data (N = 20,000 train, 2,000 test; --quick 2,048 / 256 and k = 1, 8 only): every batch of 256 "
     "split over the k devices, parameters replicated, XLA's all-reduces for the gradients. Calls interleaved "
     "across k, round after round (the first round, which compiles each k's program, is discarded); "
     "examples/s = N / median of the epoch times fit records (training only: placement, compilation and the "
@@ -83,8 +83,8 @@ def run(ctx):
         counts, kind = _counts(real), f"{real} real {jax.default_backend()} devices"
         measured = measure(n, epochs, rounds, counts)
     else:
-        counts, kind = _counts(VIRTUAL_DEVICES), (f"{VIRTUAL_DEVICES} virtual CPU devices on "
-                                                  f"{ctx.threads} cores: the wiring, not speed")
+        counts = [1, VIRTUAL_DEVICES] if ctx.quick else _counts(VIRTUAL_DEVICES)
+        kind = f"{VIRTUAL_DEVICES} virtual CPU devices on {ctx.threads} cores: the wiring, not speed"
         cmd = [sys.executable, Path(__file__).resolve(), "--worker", n, epochs, rounds, *counts]
         env = child_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={VIRTUAL_DEVICES}",
                         JAX_PLATFORMS="cpu")
