@@ -134,14 +134,14 @@ def _startup_times(checkouts: dict, tmp: Path, rounds: int, n_train: int) -> dic
     """``{checkout name: {case: [seconds per round]}}`` for ``--startup`` (module docstring)."""
     sys.path.insert(0, str(ROOT))
     from benchmarks.common import child_env, run_timed
-    from benchmarks.startup import write_fashion_like_idx
+    from benchmarks.startup import experiment_cmd, write_fashion_like_idx
 
     data = tmp / "fashion"
     write_fashion_like_idx(data, n_train, max(1, n_train // 6))
 
     def command(name, checkout):
-        cmd = [sys.executable, checkout / "experiments" / "dropout_mlp.py", "--data-dir", data, "--epochs", "1",
-               "--quiet", "--out", tmp / f"out-{name}"]
+        cmd = experiment_cmd(sys.executable, tmp / f"out-{name}", "--data-dir", data, "--epochs", "1",
+                             experiment=checkout / "experiments" / "dropout_mlp.py")
         env = child_env(PYTHONPATH=checkout, REGJAX_CACHE_DIR=tmp / f"cache-{name}", MPLBACKEND="Agg")
         return cmd, env, checkout
 
@@ -155,7 +155,8 @@ def _startup_times(checkouts: dict, tmp: Path, rounds: int, n_train: int) -> dic
         for name in (list(runs) if r % 2 == 0 else list(reversed(runs))):
             cmd, env, cwd = runs[name]
             wall = run_timed(cmd, env=env, cwd=cwd)[0]
-            result = json.loads((Path(cmd[-1]) / "results.json").read_text())["history"]["dropout"]
+            result = json.loads((tmp / f"out-{name.replace(' ', '-')}" / "results.json").read_text())
+            result = result["history"]["dropout"]
             work = sum(result["epoch_time_s"]) + sum(result.get("eval_time_s") or [])
             for case, value in zip(STARTUP_CASES, (wall, bare, work, wall - bare - work)):
                 times[name][case].append(value)

@@ -43,6 +43,16 @@ def row(case: str, value, unit: str, *, times=None, note: str = "", ratios=None,
     return {**out, **extra}
 
 
+def write_record(path: Path, record: dict) -> None:
+    """A results record as indented JSON (anything else as its ``str``), atomically: temp file, then rename."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+
+
 def median(xs):
     return statistics.median(xs)
 

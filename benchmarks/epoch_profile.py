@@ -2,13 +2,13 @@
 trace: every executed XLA operation (a CPU thunk, a GPU kernel) attributed to what it computes, and the
 number of operations (kernel launches on a GPU) per SGD step.
 
-Attribution reads the compiled epoch's optimized HLO: an operation that is or contains a matrix product is a
-matrix product; otherwise the Python source its metadata names decides (``jax/_src/random`` or a threefry
-op: the dropout masks' random bits; ``regjax/dropout.py``: applying the masks; ``regjax/models``: bias,
-ReLU and their gradients; ``regjax/losses.py``; ``regjax/optim.py``: the SGD update; ``regjax/engine/step.py``:
-the per-step batch gather and metrics; ``regjax/data/batching.py``: the shuffle); what is left is named by
-its opcode (copies, loop control). Time is *self* time: a while loop's own events exclude the operations run
-inside it, which are attributed themselves.
+Attribution reads the compiled epoch's optimized HLO: an operation that is a matrix product, or a fusion
+containing one, is a matrix product; otherwise its JAX name stack (the HLO ``op_name`` metadata: e.g.
+``jit(epoch)/jit(_shuffle)/sort``, ``.../jvp(jit(_bernoulli))/jit(_uniform)/...``, ``.../transpose(jvp())/...``)
+decides -- the epoch's permutation, the dropout masks' random bits and step keys, the loss, the batch gather,
+backward and forward elementwise work, the SGD update, the metrics -- and what is left is named by its opcode
+(copies, loop control). Time is *self* time: a while loop's events exclude the operations run inside it, which
+are attributed themselves.
 """
 from __future__ import annotations
 
@@ -24,14 +24,17 @@ from benchmarks.train_mlp import BATCH, engine_epochs, fashion_like
 METHOD = (
     "One engine epoch (train_mlp's (a): make_epoch(make_step(mlp_model('scratch', 784, (256, 256), 10, "
     "(0.2, 0.5), 'normal'), None), 256), N = 60,000 uniform Fashion-MNIST-shaped examples; --quick 2,560) "
-    "after two warm-up epochs, traced with jax.profiler.trace(create_perfetto_trace=True). Device events are "
-    "the GPU kernels where the trace has a /device:GPU lane, else the CPU runtime's thunks; each event's self "
-    "time (its duration minus the events nested in it) is attributed by the compiled epoch's optimized HLO "
-    "(module docstring of benchmarks/epoch_profile.py): matrix products (forward, dW, dX), dropout masks (threefry "
-    "random bits), dropout apply, model elementwise (bias, ReLU, their gradients), loss, SGD update, batch "
-    "gather, metrics, shuffle, other. 'ops per step' = device events / steps (kernel launches on a GPU). "
-    "Shares are of the traced events' total self time; the epoch's wall time is reported beside it. The trace "
-    "folder is kept when --trace-dir is given (perfetto_trace.json.gz opens in ui.perfetto.dev)."
+    "after two warm-up epochs, traced with jax.profiler.trace(create_perfetto_trace=True). Device events: the "
+    "GPU kernels where the trace has a /device:GPU lane (its stream rows only), else the CPU runtime's XLA "
+    "thunks (host dispatch events and zero-length 'end:' markers left out). Each event's self time (its "
+    "duration minus the parts of events nested in it, per thread) is attributed through the compiled epoch's "
+    "optimized HLO: matrix products (an op that is or fuses a dot/convolution/GEMM), else by the op's JAX name "
+    "stack (module docstring): shuffle, dropout masks' random bits and step keys, loss, batch gather and scan "
+    "slicing, backward elementwise, forward elementwise, SGD update, metrics; else copies, loop control, other. "
+    "Shares are of the summed self time of all threads (on 2 cores XLA runs thunks in parallel, so the sum "
+    "exceeds the epoch's wall time, reported beside it). 'ops per step' = device events / SGD steps (kernel "
+    "launches on a GPU). The trace is kept when --trace-dir is given (perfetto_trace.json.gz opens in "
+    "ui.perfetto.dev)."
 )
 
 CATEGORIES = [  # (category, test on the operation's own op_name -- its JAX name stack); first match wins
@@ -91,15 +94,20 @@ def hlo_index(hlo_text: str) -> dict:
     index = {}
     for name, (opcode, op_name, called, gemm) in instrs.items():
         inner = [instrs[i] for comp in called for i in computations.get(comp, [])]
+        fused = inner if opcode == "fusion" else []  # a loop's body is its own operations, timed by themselves
         is_dot = gemm or opcode in ("dot", "convolution") or any(o in ("dot", "convolution") or g
-                                                                for o, _, _, g in inner)
+                                                                for o, _, _, g in fused)
         op_name = op_name or next((n for _, n, _, _ in inner if n), "")
         index[name] = ("dot" if is_dot else opcode, op_name)
     return index
 
 
 def categorize(event_name: str, index: dict) -> str:
+    """The category of a device event named ``event_name`` (a thunk's HLO name; a GPU kernel's name or its
+    ``hlo_op``, where XLA writes ``loop_add_fusion_3`` for the HLO's ``loop_add_fusion.3``)."""
     key = event_name.split(":")[0].strip()
+    if key not in index:
+        key = re.sub(r"_(\d+)$", r".\1", key)
     if key not in index:
         if re.search(r"gemm|xmma|cutlass|cublas|sgemm", event_name, re.I):
             return "matrix products (forward, dW, dX)"
@@ -115,16 +123,23 @@ def categorize(event_name: str, index: dict) -> str:
 
 
 def device_events(trace: dict) -> tuple:
-    """``(events, lane)``: complete events of the GPU lanes if any, else of the CPU host lane's XLA thunks."""
+    """``(events, lane)``: complete events of the GPU lanes if any (only their stream rows, where the trace names
+    them: not the 'XLA Ops' / 'XLA Modules' summary rows), else the CPU host's XLA thunks. A GPU kernel event
+    that records its ``hlo_op`` is renamed to it."""
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
-    names = {e["pid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"}
+    meta = [e for e in events if e.get("ph") == "M"]
+    names = {e.get("pid"): (e.get("args") or {}).get("name", "") for e in meta if e.get("name") == "process_name"}
+    threads = {(e.get("pid"), e.get("tid")): (e.get("args") or {}).get("name", "") for e in meta
+               if e.get("name") == "thread_name"}
+    timed = [e for e in events if "dur" in e and "ts" in e and e.get("name")]
     gpu = {pid for pid, name in names.items() if "/device:GPU" in name}
     if gpu:
-        return [e for e in events if e.get("pid") in gpu and "dur" in e], "GPU kernels"
+        streams = {lane for lane, name in threads.items() if lane[0] in gpu and "stream" in name.lower()}
+        kernels = [e for e in timed if e.get("pid") in gpu and (not streams or (e.get("pid"), e.get("tid")) in streams)]
+        return [{**e, "name": (e.get("args") or {}).get("hlo_op") or e["name"]} for e in kernels], "GPU kernels"
     skip = re.compile(r"^\$|ThunkExecutor|ThreadPool|TfrtCpu|PjRt|Execute|PjitFunction|DevicePut|ParseArguments|"
                       r"Handle inputs|Allocate", re.I)
-    return [e for e in events if "dur" in e and not skip.search(e["name"]) and not e["name"].startswith("end: ")], \
-        "CPU thunks"
+    return [e for e in timed if not skip.search(e["name"]) and not e["name"].startswith("end: ")], "CPU thunks"
 
 
 def self_times(events: list) -> list:
@@ -136,15 +151,16 @@ def self_times(events: list) -> list:
         by_lane[(e.get("pid"), e.get("tid"))].append(e)
     for lane in by_lane.values():
         lane.sort(key=lambda e: (e["ts"], -e["dur"]))
-        stack = []  # [event, child time]
+        stack = []  # [event, time of its children inside it]
         for e in lane:
             while stack and e["ts"] >= stack[-1][0]["ts"] + stack[-1][0]["dur"]:
                 done, child = stack.pop()
-                out.append((done["name"], (done["dur"] - child) / 1e6))
-            if stack:
-                stack[-1][1] += e["dur"]
+                out.append((done["name"], max(0.0, done["dur"] - child) / 1e6))
+            if stack:  # only the part of the child inside its parent (events may overlap)
+                parent = stack[-1][0]
+                stack[-1][1] += min(e["ts"] + e["dur"], parent["ts"] + parent["dur"]) - e["ts"]
             stack.append([e, 0.0])
-        out += [(done["name"], (done["dur"] - child) / 1e6) for done, child in stack]
+        out += [(done["name"], max(0.0, done["dur"] - child) / 1e6) for done, child in stack]
     return out
 
 
@@ -169,7 +185,7 @@ def run(ctx):
                             status="skipped")
     trace = json.loads(gzip.decompress(traces[-1].read_bytes()))
     events, lane = device_events(trace)
-    index = hlo_index(_epoch_hlo(x, y))
+    index = hlo_index(one.lower().compile().as_text())  # the very program the epochs ran
     steps = -(-n // BATCH)
     per_category = collections.Counter()
     count = collections.Counter()
@@ -187,18 +203,3 @@ def run(ctx):
     return suite_result(METHOD, rows, lane=lane, steps=steps, ops_per_step=len(events) / steps,
                         seconds_by_category=dict(per_category), events_by_category=dict(count),
                         trace=str(traces[-1]) if ctx.trace_dir else None)
-
-
-def _epoch_hlo(x, y) -> str:
-    """The optimized HLO of the epoch program ``engine_epochs`` runs (the same function, lowered again)."""
-    import jax
-    import jax.numpy as jnp
-
-    from benchmarks.train_mlp import LR, _model
-    from regjax.engine import init_state, make_epoch, make_step
-
-    model = _model()
-    epoch = make_epoch(make_step(model, None), BATCH)
-    state = init_state(model, None, jax.random.key(0))
-    return epoch.lower(state, jnp.asarray(x), jnp.asarray(y), jax.random.key(1),
-                       {"lr": jnp.float32(LR)}).compile().as_text()

@@ -22,6 +22,7 @@ import argparse
 import datetime
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
         env["JAX_PLATFORMS"] = "cpu"  # the dry run must neither need nor grab a GPU
     stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H%M%S")
     merged_path = out / f"{'dry-run' if args.dry_run else 'gpu'}-{stamp}.json"
-    merged, failed = None, []
+    merged, failed = {"environment": None, "complete": False}, []
     deadline = time.monotonic() + args.budget_s
     for name, cap in SUITES.items():
         if name not in args.suite:
@@ -74,26 +75,44 @@ def main(argv=None) -> int:
             cmd += ["--quick"] if args.dry_run else []
             timeout = left if args.dry_run else min(left, cap)
             print(f"... {name} (at most {timeout:.0f} s)", flush=True)
-            try:
-                proc = subprocess.run(cmd, env=env, cwd=ROOT, timeout=timeout, capture_output=True, text=True)
-                sys.stderr.write(proc.stderr[-4000:] if proc.returncode else "")
-            except subprocess.TimeoutExpired:
-                proc = None
+            code = _run_group(cmd, env, timeout)
             record = json.loads(part.read_text()) if part.exists() else None
             part.unlink(missing_ok=True)
             if record is None or name not in record.get("suites", {}):
-                why = f"timed out after {timeout:.0f} s" if proc is None else f"exited {proc.returncode}"
-                result = _not_run(why, status="timed out" if proc is None else "error")
+                why = f"timed out after {timeout:.0f} s" if code is None else f"exited {code}"
+                result = _not_run(why, status="timed out" if code is None else "error")
             else:
                 result = record["suites"][name]
-                merged = merged or {k: v for k, v in record.items() if k not in ("suites", "table", "caption")}
-            if proc is None or proc.returncode:
+                if not merged.get("environment"):  # the first suite that ran names the machine and versions
+                    merged.update({k: v for k, v in record.items()
+                                   if k not in ("suites", "table", "caption", "complete", "loadavg_after")})
+            if code != 0:
                 failed.append(name)
-        merged = merged or {"environment": None}
         merged.setdefault("suites", {})[name] = result
         _write(merged_path, merged, args)
+    merged["complete"] = True
+    _write(merged_path, merged, args)
     print(f"\n{merged['table']}\n\nresults: {merged_path}")
     return 1 if failed else 0
+
+
+def _run_group(cmd: list, env: dict, timeout: float):
+    """Run ``cmd`` in its own process group; on timeout kill the whole group (the suite's own children: the
+    experiments and PyTorch scripts it times, the scaling worker, torch.compile's workers) so the next suite
+    starts on an idle machine. Returns the exit code, or ``None`` on timeout; the child's stderr is echoed when
+    it failed."""
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        sys.stderr.write((err or "")[-4000:])
+        return None
+    if proc.returncode:
+        sys.stderr.write((err or "")[-4000:])
+    return proc.returncode
 
 
 def _not_run(why: str, status: str = "skipped") -> dict:
@@ -103,14 +122,12 @@ def _not_run(why: str, status: str = "skipped") -> dict:
 
 
 def _write(path: Path, merged: dict, args) -> None:
-    from benchmarks.common import markdown_table
+    from benchmarks.common import markdown_table, write_record
 
     merged["command"] = " ".join([Path(sys.executable).name, *sys.argv])
     merged["gpu_call"] = {"dry_run": args.dry_run, "budget_s": args.budget_s, "caps_s": SUITES}
     merged["table"] = markdown_table(merged["suites"])
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(merged, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
+    write_record(path, merged)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import shutil
 import sys
@@ -31,6 +30,7 @@ from benchmarks.common import (  # noqa: E402
     slug,
     torch_or_none,
     unavailable,
+    write_record,
 )
 
 SUITES = {  # run in this order: roofline reuses train_mlp's engine figure when both run
@@ -125,10 +125,7 @@ def _write(out: Path, record: dict, env: dict, threads: int, results: dict) -> N
                          f" {threads} threads, load average {record['loadavg_before'][0]:.2f} before and "
                          f"{record['loadavg_after'][0]:.2f} after; `{record['command']}`, {record['date']}")
     record["table"] = markdown_table(results)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    os.replace(tmp, out)
+    write_record(out, record)
 
 
 if __name__ == "__main__":

@@ -17,22 +17,24 @@ from pathlib import Path
 if __name__ == "__main__":  # the child process: measure this checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import child_env, median, row, run_timed, suite_result  # noqa: E402
+from benchmarks.common import child_env, median, row, run_timed, suite_result, unavailable  # noqa: E402
 
 VIRTUAL_DEVICES = 8
 
 METHOD = (
     "fit(mlp_model('scratch', 784, (256, 256), 10, (0.2, 0.5), 'normal'), None, data, epochs=1, batch_size=256, "
     "key=jax.random.key(0), hparams={'lr': 0.5}, data_mesh=data_mesh(k)) for k = 1, 2, 4, ... devices, on "
-    "uniform Fashion-MNIST-shaped data (N = 20,000 train, 2,000 test; --quick 2,048 / 256 and k = 1, 8 only): every batch of 256 "
-    "split over the k devices, parameters replicated, XLA's all-reduces for the gradients. Calls interleaved "
-    "across k, round after round (the first round, which compiles each k's program, is discarded); "
-    "examples/s = N / median of the epoch times fit records (training only: placement, compilation and the "
-    "test-set evaluation excluded). 'largest parameter difference' after the epoch (max abs over all weights, against k = 1): results on k devices equal one "
-    "device's up to the order of the cross-device sums. On a CPU-only machine the devices are "
+    "uniform Fashion-MNIST-shaped data (N = 20,000 train, 2,000 test; --quick 2,048 / 256 and k = 1, 8 only): "
+    "every batch of 256 split over the k devices, parameters replicated, XLA's all-reduces for the gradients. "
+    "Calls interleaved across k, round after round (the first round, which compiles each k's program, is "
+    "discarded); examples/s = N / median of the epoch times fit records (training only: placement, "
+    "compilation and the test-set evaluation excluded). 'largest parameter difference': max abs over all "
+    "weights after the epoch against k = 1 -- the runs differ only in the order of the cross-device sums, a "
+    "round-off that SGD then carries along its steps. On a CPU-only machine the devices are "
     f"{VIRTUAL_DEVICES} virtual ones (XLA_FLAGS=--xla_force_host_platform_device_count={VIRTUAL_DEVICES}) "
     "sharing the same cores: those rows prove the wiring, not speed. With several real devices (GPUs) the same "
-    "runs in-process on 1, 2, 4, ... of them."
+    "runs in-process on 1, 2, 4, ... of them; with one accelerator the suite says so and stops (the CPU run "
+    "proves the wiring)."
 )
 
 
@@ -79,6 +81,9 @@ def run(ctx):
 
     n, epochs, rounds = (2048, 1, 1) if ctx.quick else (20000, 1, 3)
     real = jax.device_count()
+    if real == 1 and jax.default_backend() != "cpu":
+        return unavailable(METHOD, f"one {jax.default_backend()} device: nothing to scale over (the CPU run of this "
+                                   "suite proves the wiring on virtual devices)")
     if real > 1:
         counts, kind = _counts(real), f"{real} real {jax.default_backend()} devices"
         measured = measure(n, epochs, rounds, counts)

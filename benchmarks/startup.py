@@ -34,8 +34,9 @@ METHOD = (
 )
 
 
-def _experiment_cmd(python, out, *extra):
-    return [python, EXPERIMENT, "--quiet", "--out", out, *extra]
+def experiment_cmd(python, out, *extra, experiment=EXPERIMENT):
+    """The command line of a quiet dropout_mlp.py run writing to ``out`` (``experiment``: another checkout's)."""
+    return [python, experiment, "--quiet", "--out", out, *extra]
 
 
 def _importtime(python, env) -> tuple:
@@ -59,7 +60,7 @@ def _digits_runs(ctx, python, repeats):
     walls = {"cold": []} if ctx.quick else {"cold": [], "warm": []}  # --quick: the wiring, one probe run
     for i in range(0 if ctx.quick else repeats):
         for kind in walls:  # cold first: the second run finds the cache the first one filled
-            walls[kind].append(run_timed(_experiment_cmd(python, tmp / "out", *args), env=env(f"cache-{i}"))[0])
+            walls[kind].append(run_timed(experiment_cmd(python, tmp / "out", *args), env=env(f"cache-{i}"))[0])
     stages = {}
     for kind in walls:
         wall, _ = run_timed([python, PROBE, tmp / f"probe-{kind}.json", "--", "--quiet", "--out", tmp / "out",
@@ -88,7 +89,7 @@ def _end_to_end(ctx, python, repeats):
     data = tmp / "data"
     write_fashion_like_idx(data)
     env = child_env(REGJAX_CACHE_DIR=tmp / "cache", MPLBACKEND="Agg")
-    jax_cmd = _experiment_cmd(python, tmp / "jax-out", "--dataset", "fashion_mnist", "--data-dir", data)
+    jax_cmd = experiment_cmd(python, tmp / "jax-out", "--dataset", "fashion_mnist", "--data-dir", data)
     run_timed(jax_cmd, env=env)  # untimed: fills the compile and parsed-data caches
 
     def torch_cmd(threads):

@@ -91,11 +91,19 @@ def _comparison_rows(name, members, epochs, measured) -> list:
                                                     "sweep speed-up, wall": warm_wall(rs) / sweep_wall}
         note = (f"wall {warm_wall(rs):.2f} s; first round's wall {rs[0]['wall_s']:.2f} s (compile "
                 f"{rs[0]['compile_s']:.2f} s)")
-        if way.startswith("(v)") and per_member is not None:
-            note += f"; peak {per_member / 2**20:.2f} MiB per member, chunk {memory.get('chunk_size')}"
+        if way.startswith("(v)"):
+            note += f"; {_peak_note(per_member)}, chunk {memory.get('chunk_size')}"
         rows.append(row(f"{name}, {len(members)} members x {epochs} epochs: {way}, train", median(train), "s",
                         times=train, ratios=ratios, note=note))
     return rows
+
+
+def _peak_note(per_member) -> str:
+    """XLA's peak bytes less the shared data, per member; XLA's analysis can come out below the data's size
+    (buffers it counts elsewhere), which says nothing per member."""
+    if per_member is None or per_member < 0:
+        return "peak per member: n/a (XLA's peak below the shared data's size)"
+    return f"peak {per_member / 2**20:.2f} MiB per member"
 
 
 def _scaling(name, model, optimizer, data, members_for, kwargs, epochs, counts, rounds) -> tuple:
@@ -118,8 +126,7 @@ def _scaling(name, model, optimizer, data, members_for, kwargs, epochs, counts, 
         record[n] = {"train_s": t, "member_epochs_per_s": rate, "bytes_per_member": peak}
         rows.append(row(f"{name} scaling: {n} member(s)", rate, "member-epochs/s", times=t,
                         ratios={"vs 1 member": rate / base},
-                        note=f"{median(t) / epochs * 1e3:.1f} ms per epoch of all members"
-                             + (f"; peak {peak / 2**20:.2f} MiB per member" if peak is not None else "")))
+                        note=f"{median(t) / epochs * 1e3:.1f} ms per epoch of all members; {_peak_note(peak)}"))
     return rows, record
 
 

@@ -136,4 +136,3 @@ def plot_heatmap(values: Any, row_labels: Sequence, col_labels: Sequence, path: 
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     return save_figure(fig, path, dpi)
-

@@ -8,6 +8,7 @@ from regjax.data import (
     epoch_batches,
     flatten_images,
     images_to_float,
+    images_to_float_on_device,
     kfold_splits,
     load_diabetes,
     load_digits,
@@ -124,3 +125,16 @@ def test_preprocessing_helpers():
         to_nhwc(np.zeros((2, 3)))
     with pytest.raises(TypeError, match="uint8"):
         images_to_float(np.zeros((1, 2), np.int64))
+
+
+def test_images_to_float_on_device_has_the_host_conversions_bits_for_every_pixel_value():
+    every = np.arange(256, dtype=np.uint8).reshape(4, 8, 8)
+    on_device = images_to_float_on_device(every)
+    assert isinstance(on_device, jax.Array) and on_device.dtype == jnp.float32 and on_device.shape == (4, 8, 8)
+    reference = every.astype(np.float32) / 255.0  # the conversion every earlier figure was computed with
+    np.testing.assert_array_equal(np.asarray(on_device).view(np.uint32), reference.view(np.uint32))
+    np.testing.assert_array_equal(images_to_float(every).view(np.uint32), reference.view(np.uint32))
+    floats = np.linspace(0, 1, 6, dtype=np.float64).reshape(2, 3)  # float images: float32, unchanged values
+    np.testing.assert_array_equal(np.asarray(images_to_float_on_device(floats)), floats.astype(np.float32))
+    with pytest.raises(TypeError, match="uint8"):
+        images_to_float_on_device(np.zeros((1, 2), np.int64))

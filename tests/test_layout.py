@@ -8,7 +8,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "regjax"
 MAX_FILE_LINES = 350
 MAX_FUNCTION_LINES = 60  # code lines (the docstring not counted)
-# NamedTuple's public API and the one stdlib name we must call (os._exit: see regjax.runner.lifecycle.script)
 # namedtuple's API, os._exit, and atexit._run_exitfuncs (CPython's own exit path since Python 2: runner.script runs
 # the atexit handlers itself, then skips the interpreter's teardown with os._exit)
 ALLOWED_UNDERSCORE = {"_replace", "_fields", "_asdict", "_make", "_exit", "_run_exitfuncs"}

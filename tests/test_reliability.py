@@ -244,6 +244,28 @@ def test_ctrl_c_outside_a_run_is_one_line_not_a_traceback(tmp_path):
     assert run.returncode == 130 and "Traceback" not in run.stderr and "interrupted (SIGINT)" in run.stderr
 
 
+def test_a_finished_run_skips_teardown_but_runs_atexit_and_flushes_and_pytest_keeps_control(tmp_path):
+    """script() ends a finished CLI process with finish_process: atexit handlers run, buffered output arrives,
+    exit code 0; inside pytest (and under a profiler) it returns normally instead."""
+    import subprocess
+    import sys
+
+    from regjax.runner.lifecycle import fast_exit_is_safe, script
+    from tests.helpers import child_env
+
+    marker = tmp_path / "atexit.txt"
+    code = ("import atexit, sys\nfrom regjax.runner.lifecycle import script\n"
+            f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+            "def main():\n    sys.stdout.write('buffered, no newline')\nscript(main)\n"
+            "raise SystemExit('not reached: script ends the process')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(tmp_path),
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "buffered, no newline" and marker.read_text() == "ran"
+    assert not fast_exit_is_safe()          # we are inside pytest
+    assert script(lambda: None) is None     # so script returns
+
+
 def test_resume_compares_every_dataset_a_run_set_in_order(tmp_path, capsys):
     """exercises.py sets one dataset per section: a resume compares each with the same section's, not all with
     the first (which refused resuming §5.6 + §8.5)."""

@@ -167,6 +167,9 @@ def _registered_checksums() -> dict:
     """``{filename: (url, size, sha256)}`` from tensorflow-datasets' registered checksums for fashion_mnist."""
     # found through the package's spec, not imported: importing tensorflow_datasets costs ~0.2 s
     spec = importlib.util.find_spec("tensorflow_datasets")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("tensorflow-datasets is not installed: its registered Fashion-MNIST checksums "
+                                  "are needed (pip install -e .)")
     text = (Path(spec.submodule_search_locations[0]) / "url_checksums" / "fashion_mnist.txt").read_text()
     out = {}
     for line in text.splitlines():

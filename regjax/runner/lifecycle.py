@@ -252,7 +252,9 @@ class Lifecycle:
 
 def script(main: Any) -> None:
     """``if __name__ == '__main__': runner.script(main)``. A Ctrl-C outside the run (while importing, or after
-    the results were written) is one line and exit 130, not a traceback. An interrupted run leaves with
+    the results were written) is one line and exit 130, not a traceback. A finished run leaves through
+    ``finish_process`` (its atexit handlers, then ``os._exit``: no interpreter teardown) where
+    ``fast_exit_is_safe``. An interrupted run leaves with
     ``os._exit`` once its results are written: letting the interpreter shut down while XLA may still be
     compiling in another thread was seen to segfault (exit 139 instead of 130/143)."""
     try:
@@ -268,15 +270,24 @@ def script(main: Any) -> None:
             sys.stderr.flush()
             os._exit(exit_.code)
         raise
-    if sys.getprofile() is None and sys.gettrace() is None:  # not under cProfile, coverage or a debugger
-        _leave(0)
+    if fast_exit_is_safe():
+        finish_process(0)
 
 
-def _leave(code: int) -> NoReturn:
-    """End a finished CLI run: every ``atexit`` handler runs (logging, JAX's backends and distributed runtime,
-    file locks, coverage), the streams are flushed, then ``os._exit`` skips the interpreter's teardown --
-    freeing XLA's client, the datasets and every module one object at a time took 0.3-0.5 s of each run's wall
-    time. Not used under a profiler or tracer (``python -m cProfile`` writes its output after the script)."""
+def fast_exit_is_safe() -> bool:
+    """Whether a finished run may skip the interpreter's teardown: not under a profiler, tracer, coverage or
+    debugger (``python -m cProfile`` writes its output after the script returns), not ``python -i``, and not
+    inside pytest (a test running a CLI's ``__main__`` in-process must get control back)."""
+    return (sys.getprofile() is None and sys.gettrace() is None and not sys.flags.inspect
+            and "_pytest" not in sys.modules)
+
+
+def finish_process(code: int) -> NoReturn:
+    """End a finished CLI process: every ``atexit`` handler runs (logging, JAX's backends and distributed
+    runtime, weakref finalizers, coverage), the streams are flushed, then ``os._exit`` skips the interpreter's
+    teardown -- freeing XLA's client, the datasets and every module one object at a time took 0.3-0.5 s of
+    each run's wall time. Non-daemon threads are not joined: regjax starts none (its checkpoint writer is a
+    daemon, flushed before the results are written)."""
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
