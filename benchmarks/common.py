@@ -22,8 +22,18 @@ class Context:
     threads: int           # cores JAX's CPU backend uses; torch is set to the same
     tmp: Path              # scratch folder, removed after the run
     results: dict          # results of the suites already run (later suites may reuse them)
-    torch_device: str = "cpu"
     trace_dir: Optional[Path] = None  # where the profile suite keeps its trace (None: a scratch folder)
+    torch_device_: Optional[str] = None  # resolved on first use: suites without PyTorch never import it
+
+    @property
+    def torch_device(self) -> str:
+        """'cuda' where PyTorch sees a GPU, else 'cpu'; importing torch (set to ``threads`` threads) only now."""
+        if self.torch_device_ is None:
+            torch = torch_or_none()
+            if torch is not None:
+                torch.set_num_threads(self.threads)
+            self.torch_device_ = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+        return self.torch_device_
 
 
 def suite_result(method: str, rows=(), *, status: str = "ok", **extra) -> dict:
@@ -145,10 +155,17 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def _version(module: str):
+VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "jax-cuda12-plugin", "jax-cuda12-pjrt",
+             "jax-cuda13-plugin", "jax-cuda13-pjrt", "nvidia-cuda-runtime-cu12", "nvidia-cudnn-cu12")
+
+
+def _version(distribution: str):
+    """An installed distribution's version from its metadata (nothing imported: importing torch costs ~1 s)."""
+    from importlib import metadata
+
     try:
-        return __import__(module).__version__
-    except ImportError:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
         return None
 
 
@@ -167,14 +184,14 @@ def _git(*args):
         return None
 
 
-def environment(threads: int, torch_device: str) -> dict:
-    """Device, versions, threads and the checkout measured."""
+def environment(threads: int) -> dict:
+    """Device, versions, threads and the checkout measured (``torch_device`` is filled in by the run once a
+    suite has used PyTorch)."""
     import jax
 
     import regjax
 
     devices = jax.devices()
-    torch = torch_or_none()
     return {
         "backend": jax.default_backend(),
         "device": str(devices[0]),
@@ -183,12 +200,10 @@ def environment(threads: int, torch_device: str) -> dict:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "available_cores": available_cores(),
-        "threads": {"jax": threads, "torch": torch.get_num_threads() if torch else None,
+        "threads": {"jax": threads, "torch": threads,
                     "note": "XLA's CPU backend runs one intra-op thread per available core; torch is set to it"},
-        "torch_device": torch_device if torch else None,
-        "versions": {m: _version(m) for m in ("jax", "jaxlib", "flax", "optax", "numpy", "torch")}
-        | {"python": platform.python_version(), "cuda (torch)": getattr(getattr(torch, "version", None), "cuda", None)},
-        "gpu_name (torch)": torch.cuda.get_device_name(0) if torch and torch.cuda.is_available() else None,
+        "torch_device": None,
+        "versions": {m: _version(m) for m in VERSIONED} | {"python": platform.python_version()},
         "platform": platform.platform(),
         "nice": os.nice(0),  # with sched_autogroup on, nice only ranks processes within this session
         "sched_autogroup": _read("/proc/sys/kernel/sched_autogroup_enabled"),

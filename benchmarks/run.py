@@ -28,7 +28,6 @@ from benchmarks.common import (  # noqa: E402
     environment,
     markdown_table,
     slug,
-    torch_or_none,
     unavailable,
     write_record,
 )
@@ -66,23 +65,13 @@ def default_path(env: dict, label: str) -> Path:
     return ROOT / "benchmarks" / "results" / f"{name}.json"
 
 
-def setup_torch(threads: int) -> str:
-    torch = torch_or_none()
-    if torch is None:
-        return "cpu"
-    torch.set_num_threads(threads)
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     threads = available_cores()
-    torch_device = setup_torch(threads)
-    env = environment(threads, torch_device)
+    env = environment(threads)
     out = args.out or default_path(env, args.label)
     tmp = Path(tempfile.mkdtemp(prefix="regjax-bench-"))
-    ctx = Context(quick=args.quick, threads=threads, tmp=tmp, results={}, torch_device=torch_device,
-                  trace_dir=args.trace_dir)
+    ctx = Context(quick=args.quick, threads=threads, tmp=tmp, results={}, trace_dir=args.trace_dir)
     record = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "label": args.label,
               "quick": args.quick, "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "environment": env, "loadavg_before": os.getloadavg(), "suites": ctx.results, "complete": False}
@@ -109,6 +98,7 @@ def main(argv=None) -> int:
                 print(result["error"], file=sys.stderr, flush=True)
             ctx.results[name] = {**result, "seconds": time.perf_counter() - t0, "loadavg_before": load,
                                  "loadavg_after": os.getloadavg()}
+            env["torch_device"] = ctx.torch_device_ or env["torch_device"]  # once a suite has used PyTorch
             _write(out, record, env, threads, ctx.results)  # after every suite: a run cut short keeps the rest
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -41,7 +41,8 @@ def test_gpu_call_dry_run_runs_every_suite_and_writes_json_and_table(tmp_path):
     env = result["environment"]
     assert {"backend", "device", "device_kind", "cpu_count", "threads", "versions", "regjax"} <= set(env)
     assert env["backend"] == "cpu"
-    assert {"jax", "jaxlib", "flax", "optax", "numpy", "torch", "python", "cuda (torch)"} <= set(env["versions"])
+    assert {"jax", "jaxlib", "flax", "optax", "numpy", "torch", "python", "jax-cuda12-plugin"} <= set(env["versions"])
+    assert env["versions"]["torch"] and env["torch_device"] == "cpu"  # read from metadata; set by train_mlp
     assert list(result["suites"]) == list(gpu.SUITES) and set(gpu.SUITES) == set(bench_run.SUITES)
     for name, suite in result["suites"].items():
         assert suite["status"] in STATUSES, (name, suite.get("error"))
