@@ -14,10 +14,19 @@
 2. ``make_epoch_gather_in_step`` (for ``regjax.engine.make_epoch``): shuffle indices, not the data. The current
    epoch gathers the whole shuffled training set into a (num_batches, batch, ...) copy before the scan (for
    Fashion-MNIST: 188 MB read and 188 MB written per epoch); here the scan carries only the index batches and
-   each step gathers its own 256 rows, which then stay in cache for the step's matmul.
+   each step gathers its own 256 rows, which then stay in cache for the step's matmul. (Adopted: the engine's
+   ``make_epoch`` now gathers per step; this copy stays as the measured reference.)
+
+3. ``unrolled_threefry_on_cpu`` (not for ``regjax``: it reaches into JAX): on the CPU, JAX lowers threefry2x32
+   -- the random bits of every dropout mask and step key -- as a *rolled* loop of 5 iterations, whose
+   loop-carried buffers XLA copies every iteration (the ``profile`` suite's 'copies'); on GPUs it uses the
+   unrolled form. Registering the unrolled lowering for the CPU while an epoch is compiled gives the same bits
+   (threefry is integer arithmetic) and removes the loop. It uses JAX-internal names, and registering it for
+   real would change how every threefry in the process compiles -- hence a proposal for JAX, not a change here.
 """
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 
 import jax
@@ -26,7 +35,7 @@ import jax.numpy as jnp
 from regjax._checks import check_in_range, concrete_float
 from regjax.data.batching import epoch_batches
 
-__all__ = ["dropout_bits", "make_epoch_gather_in_step"]
+__all__ = ["dropout_bits", "make_epoch_gather_in_step", "unrolled_threefry_on_cpu"]
 
 
 def dropout_bits(x, rate, *, key=None, train: bool = True, bits: int = 32):
@@ -67,3 +76,17 @@ def make_epoch_gather_in_step(step, batch_size: int):
         return state, jax.tree_util.tree_map(jnp.sum, metrics)
 
     return epoch
+
+
+@contextlib.contextmanager
+def unrolled_threefry_on_cpu():
+    """Within the block, programs *lowered* for the CPU get JAX's unrolled threefry2x32 (its GPU lowering)
+    instead of the rolled loop; the CPU rule is restored on exit (compiled programs keep what they got)."""
+    from jax._src.random import threefry2x32 as threefry  # JAX-internal: see the module docstring
+    from jax.interpreters import mlir
+
+    mlir.register_lowering(threefry.threefry2x32_p, threefry._threefry2x32_lowering_rule, platform="cpu")
+    try:
+        yield
+    finally:
+        mlir.register_lowering(threefry.threefry2x32_p, threefry._threefry2x32_cpu_lowering_rule, platform="cpu")

@@ -36,7 +36,8 @@ METHOD = (
     "barriers stall and (c) can fall far below its idle speed; (c1) shows how much. Ratios are "
     "speed-ups of the row over (c) and (d) from this same run (>1 = faster). torch runs with as many threads "
     "as JAX's CPU backend (one per available core). Breakdown rows time parts of (a) in isolation; the "
-    "proposal row is (a) with make_epoch replaced by benchmarks/proposals.py make_epoch_gather_in_step."
+    "proposal rows are (a) with make_epoch replaced by benchmarks/proposals.py make_epoch_gather_in_step, "
+    "and (a) compiled inside proposals.unrolled_threefry_on_cpu (JAX's unrolled threefry lowering)."
 )
 
 
@@ -224,9 +225,21 @@ def _engine_parts(ctx, x, y) -> dict:
     evaluate = make_evaluate(model)
     return {"no dropout": engine_epochs(x, y, rates=(0.0, 0.0)),
             "gather in step": engine_epochs(x, y, epoch_maker=make_epoch_gather_in_step),
+            "unrolled threefry": _compiled_unrolled(x, y),
             "shuffle + gather": lambda: gather(jax.random.key(1)),
             "permutation": lambda: permutation(jax.random.key(1)),
             f"evaluate {len(xt)}": lambda: evaluate(params, ms, jnp.asarray(xt), jnp.asarray(yt), {})}
+
+
+def _compiled_unrolled(x, y):
+    """(a) compiled with the unrolled threefry lowering (benchmarks/proposals.py): its first epoch, which
+    compiles, runs inside the block; later calls reuse that executable."""
+    from benchmarks.proposals import unrolled_threefry_on_cpu
+
+    one = engine_epochs(x, y)
+    with unrolled_threefry_on_cpu():
+        one()
+    return one
 
 
 def _engine_breakdown(n, epoch, parts):
@@ -245,4 +258,8 @@ def _engine_breakdown(n, epoch, parts):
         row("(a) proposal: gather each batch inside the scan step", n / median(parts["gather in step"]),
             "examples/s", times=parts["gather in step"], ratios={"vs (a)": epoch / median(parts["gather in step"])},
             note="benchmarks/proposals.py make_epoch_gather_in_step"),
+        row("(a) proposal: threefry's unrolled lowering on the CPU (same bits)",
+            n / median(parts["unrolled threefry"]), "examples/s", times=parts["unrolled threefry"],
+            ratios={"vs (a)": epoch / median(parts["unrolled threefry"])},
+            note="benchmarks/proposals.py unrolled_threefry_on_cpu"),
     ]

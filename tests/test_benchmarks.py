@@ -216,3 +216,19 @@ def test_gather_in_step_epoch_trains_exactly_like_make_epoch():
     chex.assert_trees_all_close(state.params, proposed_state.params, rtol=1e-6)
     for name in ("loss_sum", "correct", "count"):  # make_epoch may report more than the proposal
         np.testing.assert_allclose(metrics[name], proposed_metrics[name], rtol=1e-6)
+
+
+def test_unrolled_threefry_on_cpu_trains_bit_for_bit_like_the_rolled_loop():
+    from benchmarks.proposals import unrolled_threefry_on_cpu
+    from benchmarks.train_mlp import engine_epochs, fashion_like
+
+    x, y = fashion_like(600)
+    rolled = engine_epochs(x, y)
+    unrolled = engine_epochs(x, y)
+    with unrolled_threefry_on_cpu():
+        first = unrolled()  # compiles the unrolled program
+        unrolled_hlo = unrolled.lower().compile().as_text()
+    loops = lambda hlo: hlo.count(" while(")  # noqa: E731
+    assert loops(unrolled_hlo) < loops(rolled.lower().compile().as_text())
+    for a, b in ((rolled(), first), (rolled(), unrolled())):  # two epochs: the same metrics to the bit
+        assert {k: float(v) for k, v in a.items()} == {k: float(v) for k, v in b.items()}
