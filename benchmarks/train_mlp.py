@@ -37,7 +37,7 @@ METHOD = (
     "speed-ups of the row over (c) and (d) from this same run (>1 = faster). torch runs with as many threads "
     "as JAX's CPU backend (one per available core). Breakdown rows time parts of (a) in isolation; the "
     "proposal rows are (a) with make_epoch replaced by benchmarks/proposals.py make_epoch_gather_in_step, "
-    "and (a) compiled inside proposals.unrolled_threefry_on_cpu (JAX's unrolled threefry lowering)."
+    "and (a) compiled inside proposals.unrolled_threefry_on_cpu (JAX's unrolled threefry lowering); full runs only."
 )
 
 
@@ -224,8 +224,9 @@ def _engine_parts(ctx, x, y) -> dict:
     params, ms = model.init(jax.random.key(0))
     evaluate = make_evaluate(model)
     return {"no dropout": engine_epochs(x, y, rates=(0.0, 0.0)),
-            "gather in step": engine_epochs(x, y, epoch_maker=make_epoch_gather_in_step),
-            "unrolled threefry": _compiled_unrolled(x, y),
+            **({} if ctx.quick else {  # proposals: full runs only (each is a compile; tested on their own)
+                "gather in step": engine_epochs(x, y, epoch_maker=make_epoch_gather_in_step),
+                "unrolled threefry": _compiled_unrolled(x, y)}),
             "shuffle + gather": lambda: gather(jax.random.key(1)),
             "permutation": lambda: permutation(jax.random.key(1)),
             f"evaluate {len(xt)}": lambda: evaluate(params, ms, jnp.asarray(xt), jnp.asarray(yt), {})}
@@ -255,11 +256,9 @@ def _engine_breakdown(n, epoch, parts):
             times=parts["permutation"], note=share(parts["permutation"])),
         row(f"(a) breakdown: {evaluate} test examples", median(parts[evaluate]), "s", times=parts[evaluate],
             note=f"fit() runs it after every epoch: {share(parts[evaluate])}"),
-        row("(a) proposal: gather each batch inside the scan step", n / median(parts["gather in step"]),
-            "examples/s", times=parts["gather in step"], ratios={"vs (a)": epoch / median(parts["gather in step"])},
-            note="benchmarks/proposals.py make_epoch_gather_in_step"),
-        row("(a) proposal: threefry's unrolled lowering on the CPU (same bits)",
-            n / median(parts["unrolled threefry"]), "examples/s", times=parts["unrolled threefry"],
-            ratios={"vs (a)": epoch / median(parts["unrolled threefry"])},
-            note="benchmarks/proposals.py unrolled_threefry_on_cpu"),
-    ]
+    ] + [row(f"(a) proposal: {label}", n / median(parts[key]), "examples/s", times=parts[key],
+             ratios={"vs (a)": epoch / median(parts[key])}, note=f"benchmarks/proposals.py {name}")
+         for key, label, name in (
+             ("gather in step", "gather each batch inside the scan step", "make_epoch_gather_in_step"),
+             ("unrolled threefry", "threefry's unrolled lowering on the CPU (same bits)", "unrolled_threefry_on_cpu"))
+         if key in parts]
