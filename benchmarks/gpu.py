@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Every GPU figure in ONE call, for the few minutes a GPU machine is lent: nothing to install, results under
-``$OUT``.
+"""Every GPU figure in one call (about 8 minutes, nothing installed, results under $OUT).
+
+For the few minutes a GPU machine is lent:
 
     PYTHONPATH=$PWD timeout 540 python benchmarks/gpu.py      # on the GPU machine: about 8 minutes
     python benchmarks/gpu.py --dry-run                         # tiny sizes on the CPU: proves the call works
@@ -38,13 +39,20 @@ SUITES = {  # name: cap in seconds on a GPU (the dry run has no caps but the bud
 MIN_START_S = 20.0
 
 
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dry-run", action="store_true",
                    help="tiny sizes (--quick) on the CPU (JAX_PLATFORMS=cpu): checks the whole call")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: $OUT, else benchmarks/results); the trace goes to <out>/trace")
-    p.add_argument("--budget-s", type=float, default=480.0,
+    p.add_argument("--budget-s", type=_positive_seconds, default=480.0,
                    help="seconds for all suites together (default 480: the call ends within about 8 minutes)")
     p.add_argument("--suite", nargs="+", choices=list(SUITES), default=list(SUITES), metavar="NAME",
                    help=f"suites to run, in this order: {', '.join(SUITES)}")

@@ -44,6 +44,13 @@ SUITES = {  # run in this order: roofline reuses train_mlp's engine figure when 
 }
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small data, few repeats: checks the wiring, not speed")
@@ -53,16 +60,23 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=None, help="results JSON path (default: benchmarks/results/...)")
     p.add_argument("--trace-dir", type=Path, default=None,
                    help="keep the profile suite's jax.profiler trace here (default: a scratch folder, removed)")
-    p.add_argument("--budget-s", type=float, default=None,
+    p.add_argument("--budget-s", type=_seconds, default=None,
                    help="start no suite after this many seconds; later ones are recorded as skipped")
     return p.parse_args(argv)
 
 
 def default_path(env: dict, label: str) -> Path:
+    """``benchmarks/results/<backend>-<device>-<date>[-label].json``; never an existing file: a second run the
+    same day with the same label gets ``-2``, ``-3``, ... (an earlier run's figures are not overwritten)."""
     device = env["cpu_model"] if env["backend"] == "cpu" else env["device_kind"]
     name = "-".join(filter(None, [env["backend"], slug(device), datetime.date.today().isoformat(), slug(label)
                                   if label else ""]))
-    return ROOT / "benchmarks" / "results" / f"{name}.json"
+    folder = ROOT / "benchmarks" / "results"
+    path, n = folder / f"{name}.json", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{name}-{n}.json"
+    return path
 
 
 def main(argv=None) -> int:
