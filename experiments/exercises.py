@@ -288,7 +288,7 @@ def section_56(run):
             f"{last(tv, drop, 1) / last(ev, drop, 1):.2f} (layer 2, p = 0.5): the kept units are scaled by 1/(1-p).",
             plot))
 
-    # 4. dropout vs weight decay vs both
+    # 5. dropout vs weight decay vs both (the book asks it fifth; computed here, listed in book order)
     members = grid(seeds, rates=[(0.0, 0.0), D2L_RATES], lam=DECAYS, lr=args.mlp_lr)
     res = run.sweep("5.6 dropout x decay", model, None, data, members, **common)
     stats = group_stats(members.configs, res.final("test_accuracy"), ["rates", "lam"])
@@ -300,11 +300,11 @@ def section_56(run):
     gain_w = acc[((0.0, 0.0), best_lam)] - base
     gain_b = acc[(D2L_RATES, best_lam)] - base
     plot = plot_heatmap(np.array([[acc[(r, lam)] for lam in DECAYS] for r in ((0.0, 0.0), D2L_RATES)]),
-                        ["none", "(0.2, 0.5)"], DECAYS, run.out / "ex_5_6_4_dropout_vs_decay.png",
-                        xlabel="weight decay λ", ylabel="dropout", title=f"§5.6 ex. 4: test accuracy ({where})",
+                        ["none", "(0.2, 0.5)"], DECAYS, run.out / "ex_5_6_5_dropout_vs_decay.png",
+                        xlabel="weight decay λ", ylabel="dropout", title=f"§5.6 ex. 5: test accuracy ({where})",
                         fmt="{:.4f}")
     out.append(_answer(
-        "§5.6.4", "Compare dropout and weight decay. What happens when both are used? Are the effects additive?",
+        "§5.6.5", "Compare dropout and weight decay. What happens when both are used? Are the effects additive?",
         f"Test accuracy {base:.4f} with neither; dropout alone {gain_d:+.4f}, weight decay alone (best λ {best_lam:g}) "
         f"{gain_w:+.4f}, both {gain_b:+.4f} -- vs {gain_d + gain_w:+.4f} if they added up. "
         + (f"Every difference is within ~2 standard errors of a mean ({2 * spread:.4f}, {len(seeds)} seeds): on this "
@@ -314,18 +314,18 @@ def section_56(run):
            f"mean ≈ {spread:.4f}, {len(seeds)} seeds)."), plot,
         accuracy={f"{r}, lam={lam}": v for (r, lam), v in acc.items()}))
 
-    # 5. dropout at test time
+    # 4. dropout at test time
     i = drop[0]
     mc = _dropout_at_test_time(model, run, data, long.state, long_members, i, args)
     out.append(_answer(
-        "§5.6.5", "Why is dropout not typically used at test time?",
+        "§5.6.4", "Why is dropout not typically used at test time?",
         f"With the dropout model of ex. 2 (seed {long_members.configs[i]['seed']}): eval mode (no masks) test accuracy "
         f"{mc['eval']:.4f}; one pass with masks on {mc['one_pass']:.4f}; the average of {mc['samples']} masked passes "
         f"{mc['mc_mean']:.4f}. One masked pass costs {mc['eval'] - mc['one_pass']:.4f} accuracy (a random thinned "
         f"network); averaging {mc['samples']} passes, at {mc['samples']}x the cost, ends "
         f"{mc['mc_mean'] - mc['eval']:+.4f} from the single deterministic eval-mode pass, whose 1/(1-p) scaling "
         f"already makes it the expectation over masks (exactly for a linear layer).", mc.pop("plot"), **mc))
-    return out
+    return in_book_order(out)
 
 
 def _dropout_at_test_time(model, run, data, state, members, i, args):
@@ -345,9 +345,14 @@ def _dropout_at_test_time(model, run, data, state, members, i, args):
     plot = plot_panels([{"series": {"masks on, averaged": (counts, accs), "eval mode": (counts, [eval_acc] * len(counts))},
                          "xlabel": "masked passes averaged", "ylabel": "test accuracy", "xscale": "log",
                          "title": "dropout (0.2, 0.5) model"}],
-                       run.out / "ex_5_6_5_test_time.png", "§5.6 ex. 5: dropout at test time")
+                       run.out / "ex_5_6_4_test_time.png", "§5.6 ex. 4: dropout at test time")
     return {"eval": eval_acc, "one_pass": one_pass, "mc_mean": accs[-1], "samples": counts[-1],
             "passes": counts, "accuracy": accs, "plot": str(plot)}
+
+
+def in_book_order(answers: list) -> list:
+    """Answers sorted by their exercise number (some are computed out of order: one needs another's result)."""
+    return sorted(answers, key=lambda a: tuple(int(p) for p in a["id"].lstrip("§").split(".")))
 
 
 def _pair(a, b):
@@ -376,7 +381,7 @@ def section_85(run):
     where = f"{ds.name} as 28x28, {len(data[0])} training images, {args.lenet_epochs} epochs, batch {args.lenet_batch_size}"
     out, results = [], {}
 
-    # 1. the usable learning-rate range with and without BN
+    # 2. the usable learning-rate range with and without BN (computed first: ex. 1 trains at its best rate)
     for name, use_bn in (("LeNet-BN", True), ("LeNet", False)):
         results[name] = run.sweep(f"8.5 {name}", scratch_lenet_bn(10, (28, 28, 1), use_bn=use_bn), None, data,
                                   members, **common)
@@ -391,11 +396,11 @@ def section_85(run):
                         "ok": [lr for lr, a in zip(lrs, final) if a >= 0.5]}
     panels.append({"series": {n: (lrs, u["final"]) for n, u in usable.items()}, "xlabel": "learning rate",
                    "ylabel": "final test accuracy", "xscale": "log", "title": "after the last epoch"})
-    plot = plot_panels(panels, run.out / "ex_8_5_1_learning_rates.png", f"§8.5 ex. 1: learning rates ({where})")
+    plot = plot_panels(panels, run.out / "ex_8_5_2_learning_rates.png", f"§8.5 ex. 2: learning rates ({where})")
     rng = lambda ok: f"{min(ok):g} to {max(ok):g}" if ok else "none of the grid"
     fails = {n: [lr for lr, d, a in zip(lrs, u["diverged"], u["final"]) if d or a < 0.5] for n, u in usable.items()}
     out.append(_answer(
-        "§8.5.1", "Compare the learning rates for LeNet with and without BN. How large can the learning rate get "
+        "§8.5.2", "Compare the learning rates for LeNet with and without BN. How large can the learning rate get "
         "before the optimization fails?",
         f"Reaching ≥ 0.5 test accuracy in {args.lenet_epochs} epochs: LeNet-BN for lr {rng(usable['LeNet-BN']['ok'])} "
         f"(best {max(usable['LeNet-BN']['final']):.3f}), plain LeNet for lr {rng(usable['LeNet']['ok'])} (best "
@@ -404,7 +409,7 @@ def section_85(run):
         f"{sum(a > b for a, b in zip(usable['LeNet-BN']['final'], usable['LeNet']['final']))} of {len(lrs)} "
         f"learning rates.", plot, usable=usable, failed=fails))
 
-    # 2. the bias in front of BN removed (same seed, at LeNet-BN's best learning rate of the grid)
+    # 1. the bias in front of BN removed (same seed, at LeNet-BN's best learning rate of the grid)
     j = int(np.argmax(usable["LeNet-BN"]["final"]))
     lr = lrs[j]
     stripped_model = without_biases(scratch_lenet_bn(10, (28, 28, 1)), ("conv0", "conv1", "dense0", "dense1"))
@@ -416,9 +421,9 @@ def section_85(run):
     acc_full, acc_strip = full.history.metric("test_accuracy")[:, j], stripped.history.metric("test_accuracy")[:, 0]
     plot = plot_panels([{"series": {"with biases": (e, acc_full), "biases before BN removed": (e, acc_strip)},
                          "xlabel": "epoch", "ylabel": "test accuracy", "title": f"LeNet-BN, lr {lr:g}"}],
-                       run.out / "ex_8_5_2_bias.png", "§8.5 ex. 2: the bias in front of BN")
+                       run.out / "ex_8_5_1_bias.png", "§8.5 ex. 1: the bias in front of BN")
     out.append(_answer(
-        "§8.5.2", "Should we remove the bias of the layer in front of batch normalization? Why?",
+        "§8.5.1", "Should we remove the bias of the layer in front of batch normalization? Why?",
         f"Yes: BN subtracts the batch mean, and a constant bias with it, so the bias gets no gradient (BN's own "
         f"shift β takes its role). Trained with biases at lr {lr:g}, those biases are at most {bias:.1e} after "
         f"{args.lenet_epochs} epochs (they start at 0: only round-off moves them); test accuracy {acc_full[-1]:.4f} "
@@ -428,7 +433,7 @@ def section_85(run):
            ": the runs differ only through round-off, which training at this learning rate amplifies."),
         plot, max_abs_bias=bias, accuracy_with=acc_full.tolist(),
         accuracy_without=acc_strip.tolist()))
-    return out
+    return in_book_order(out)
 
 
 def _lrs(lrs, flags):
