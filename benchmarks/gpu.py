@@ -61,6 +61,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # `timeout` and the device tool end a call with SIGTERM: exit through Python, so the running suite's
+    # process group is killed (above) and the merged JSON keeps every suite finished so far
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     out = args.out or Path(os.environ.get("OUT") or ROOT / "benchmarks" / "results")
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -118,6 +121,10 @@ def _run_group(cmd: list, env: dict, timeout: float):
         _, err = proc.communicate()
         sys.stderr.write((err or "")[-4000:])
         return None
+    except BaseException:  # Ctrl-C or SIGTERM of this call: its own session would not get the signal
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
     if proc.returncode:
         sys.stderr.write((err or "")[-4000:])
     return proc.returncode

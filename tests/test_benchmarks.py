@@ -247,3 +247,52 @@ def test_unrolled_threefry_on_cpu_trains_bit_for_bit_like_the_rolled_loop():
     assert loops(unrolled_hlo) < loops(rolled.lower().compile().as_text())
     for a, b in ((rolled(), first), (rolled(), unrolled())):  # two epochs: the same metrics to the bit
         assert {k: float(v) for k, v in a.items()} == {k: float(v) for k, v in b.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [[], ["--startup"]])
+def test_ab_compares_two_checkouts_side_by_side(mode, tmp_path):
+    """ab.py against HEAD (a worktree of the last commit) at smoke size: both workers start on their own
+    checkout, every case has a time for each and a ratio, and the worktree is removed afterwards."""
+    out = tmp_path / "ab.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ab.py"), "--baseline", "HEAD", "--quick",
+                           "--rounds", "2", "--out", str(out), *mode], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert record["mode"] == ("startup" if mode else "engine") and record["rounds"] == 2
+    for r in record["rows"]:
+        assert r["baseline_s"] is not None and r["this_s"] is not None and r["ratio"] > 0, r
+    if mode:
+        overhead = {r["case"]: r for r in record["rows"]}["regjax overhead"]
+        assert overhead["this_s"] > 0  # wall > bare import jax + the epoch
+    worktrees = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True).stdout
+    assert "regjax-ab-" not in worktrees
+
+
+@pytest.mark.slow
+def test_gpu_call_stopped_by_sigterm_kills_the_running_suite_and_keeps_the_json(tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--dry-run", "--out", str(out),
+                             "--suite", "roofline", "scaling"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # roofline done and merged: scaling (and its worker) is running
+        files = list(out.glob("gpu-*.json")) + list(out.glob("dry-run-*.json"))
+        if files and "roofline" in json.loads(files[0].read_text()).get("suites", {}):
+            break
+        time.sleep(0.2)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    (path,) = out.glob("dry-run-*.json")
+    assert json.loads(path.read_text())["suites"]["roofline"]["status"] == "ok"
+    time.sleep(1)
+    found = subprocess.run(["pgrep", "-f", "--", f"{out}/"], capture_output=True, text=True)
+    assert found.returncode in (0, 1), found.stderr  # 1: nothing matched
+    leftover = [pid for pid in found.stdout.split() if int(pid) != os.getpid()]
+    assert not leftover, "the running suite's process group is killed with the call"
