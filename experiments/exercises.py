@@ -285,7 +285,8 @@ def section_56(run):
             + _pair(last(tv, drop, 0), last(tv, drop, 1)) + f" (after epoch 1, no dropout: "
             f"{_pair(ev[0, none, 0].mean(), ev[0, none, 1].mean())}). Masks on vs off multiply the variance the next "
             f"layer sees by {last(tv, drop, 0) / last(ev, drop, 0):.2f} (layer 1, p = 0.2) and "
-            f"{last(tv, drop, 1) / last(ev, drop, 1):.2f} (layer 2, p = 0.5): the kept units are scaled by 1/(1-p).",
+            f"{last(tv, drop, 1) / last(ev, drop, 1):.2f} (layer 2, p = 0.5), against 1/(1-p) = 1.25 and 2: "
+            f"{_vs_inverse_keep(last(tv, drop, 0) / last(ev, drop, 0), last(tv, drop, 1) / last(ev, drop, 1))}",
             plot))
 
     # 5. dropout vs weight decay vs both (the book asks it fifth; computed here, listed in book order)
@@ -348,6 +349,16 @@ def _dropout_at_test_time(model, run, data, state, members, i, args):
                        run.out / "ex_5_6_4_test_time.png", "§5.6 ex. 4: dropout at test time")
     return {"eval": eval_acc, "one_pass": one_pass, "mc_mean": accs[-1], "samples": counts[-1],
             "passes": counts, "accuracy": accs, "plot": str(plot)}
+
+
+def _vs_inverse_keep(ratio_1: float, ratio_2: float) -> str:
+    """How the measured variance ratios (masks on / off) compare with 1/(1-p) for D2L's rates (0.2, 0.5)."""
+    above = ratio_1 > 1.25 and ratio_2 > 2.0
+    return ("above it, because the ReLU outputs' mean is not zero: with a mask m, Var(m x / (1-p)) = "
+            "E[x²]/(1-p) - E[x]², which exceeds Var(x)/(1-p) by E[x]² p/(1-p) (and layer 2 also receives layer 1's "
+            "masked outputs)." if above else
+            "not above it in both layers (for x of mean 0 the ratio would be exactly 1/(1-p); a nonzero mean "
+            "raises it): the sampled activations' statistics decide.")
 
 
 def in_book_order(answers: list) -> list:
