@@ -140,23 +140,24 @@ def _startup_times(checkouts: dict, tmp: Path, rounds: int, n_train: int) -> dic
     write_fashion_like_idx(data, n_train, max(1, n_train // 6))
 
     def command(name, checkout):
-        cmd = experiment_cmd(sys.executable, tmp / f"out-{name}", "--data-dir", data, "--epochs", "1",
+        slug = name.replace(" ", "-")
+        out = tmp / f"out-{slug}"
+        cmd = experiment_cmd(sys.executable, out, "--data-dir", data, "--epochs", "1",
                              experiment=checkout / "experiments" / "dropout_mlp.py")
-        env = child_env(PYTHONPATH=checkout, REGJAX_CACHE_DIR=tmp / f"cache-{name}", MPLBACKEND="Agg")
-        return cmd, env, checkout
+        env = child_env(PYTHONPATH=checkout, REGJAX_CACHE_DIR=tmp / f"cache-{slug}", MPLBACKEND="Agg")
+        return cmd, env, checkout, out
 
-    runs = {name: command(name.replace(" ", "-"), checkout) for name, checkout in checkouts.items()}
-    for cmd, env, cwd in runs.values():  # untimed: fills each checkout's compile and parsed-data caches
+    runs = {name: command(name, checkout) for name, checkout in checkouts.items()}
+    for cmd, env, cwd, _ in runs.values():  # untimed: fills each checkout's compile and parsed-data caches
         run_timed(cmd, env=env, cwd=cwd)
     times = {name: {case: [] for case in STARTUP_CASES} for name in runs}
     bare_env = child_env()
     for r in range(rounds):
         bare = run_timed([sys.executable, "-c", "import jax"], env=bare_env)[0]
         for name in (list(runs) if r % 2 == 0 else list(reversed(runs))):
-            cmd, env, cwd = runs[name]
+            cmd, env, cwd, out = runs[name]
             wall = run_timed(cmd, env=env, cwd=cwd)[0]
-            result = json.loads((tmp / f"out-{name.replace(' ', '-')}" / "results.json").read_text())
-            result = result["history"]["dropout"]
+            result = json.loads((out / "results.json").read_text())["history"]["dropout"]
             work = sum(result["epoch_time_s"]) + sum(result.get("eval_time_s") or [])
             for case, value in zip(STARTUP_CASES, (wall, bare, work, wall - bare - work)):
                 times[name][case].append(value)

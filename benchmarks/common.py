@@ -45,6 +45,27 @@ def unavailable(method: str, reason: str, status: str = "skipped") -> dict:
     return suite_result(method, [row("-", None, "", note=f"{status}: {reason}")], status=status, reason=reason)
 
 
+def not_run(why: str, status: str = "skipped") -> dict:
+    """A suite's record when it did not run (time budget spent, timed out, failed to start): says why."""
+    load = os.getloadavg()
+    return {**unavailable(f"Not run: {why}.", why, status=status), "seconds": 0.0, "loadavg_before": load,
+            "loadavg_after": load}
+
+
+def seconds_arg(*, positive: bool) -> Callable[[str], float]:
+    """An argparse ``type`` for a finite number of seconds, > 0 (``positive``) or >= 0."""
+    import argparse
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not (value > 0 if positive else value >= 0) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a {'positive ' if positive else ''}number of seconds"
+                                             f"{'' if positive else ' >= 0'}, got {text}")
+        return value
+
+    return parse
+
+
 def row(case: str, value, unit: str, *, times=None, note: str = "", ratios=None, **extra) -> dict:
     """One table line: ``value`` (a median) in ``unit``; ``times`` are the raw repeats in seconds, all kept."""
     out = {"case": case, "value": value, "unit": unit, "times_s": list(times or []), "note": note}

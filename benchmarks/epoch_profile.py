@@ -18,7 +18,7 @@ import json
 import re
 from pathlib import Path
 
-from benchmarks.common import row, suite_result
+from benchmarks.common import row, suite_result, unavailable
 from benchmarks.train_mlp import BATCH, engine_epochs, fashion_like
 
 METHOD = (
@@ -37,6 +37,7 @@ METHOD = (
     "ui.perfetto.dev)."
 )
 
+MATMUL = "matrix products (forward, dW, dX)"
 CATEGORIES = [  # (category, test on the operation's own op_name -- its JAX name stack); first match wins
     ("shuffle (the epoch's permutation)", lambda n: "jit(_shuffle)" in n or n.startswith("sort")),
     ("dropout masks: random bits and step keys", lambda n: any(k in n for k in ("_bernoulli", "_uniform", "threefry",
@@ -110,11 +111,11 @@ def categorize(event_name: str, index: dict) -> str:
         key = re.sub(r"_(\d+)$", r".\1", key)
     if key not in index:
         if re.search(r"gemm|xmma|cutlass|cublas|sgemm", event_name, re.I):
-            return "matrix products (forward, dW, dX)"
+            return MATMUL
         return "other (not in the HLO: runtime, copies)"
     kind, op_name = index[key]
     if kind == "dot":
-        return "matrix products (forward, dW, dX)"
+        return MATMUL
     name = op_name.split("jit(epoch)/", 1)[-1]
     for category, test in CATEGORIES:
         if test(name):
@@ -146,6 +147,7 @@ def self_times(events: list) -> list:
     """``[(name, self seconds)]``: each event's duration minus that of the events nested directly in it (per
     process and thread)."""
     out = []
+    close = lambda done, child: out.append((done["name"], max(0.0, done["dur"] - child) / 1e6))  # noqa: E731
     by_lane = collections.defaultdict(list)
     for e in events:
         by_lane[(e.get("pid"), e.get("tid"))].append(e)
@@ -154,13 +156,13 @@ def self_times(events: list) -> list:
         stack = []  # [event, time of its children inside it]
         for e in lane:
             while stack and e["ts"] >= stack[-1][0]["ts"] + stack[-1][0]["dur"]:
-                done, child = stack.pop()
-                out.append((done["name"], max(0.0, done["dur"] - child) / 1e6))
+                close(*stack.pop())
             if stack:  # only the part of the child inside its parent (events may overlap)
                 parent = stack[-1][0]
                 stack[-1][1] += min(e["ts"] + e["dur"], parent["ts"] + parent["dur"]) - e["ts"]
             stack.append([e, 0.0])
-        out += [(done["name"], max(0.0, done["dur"] - child) / 1e6) for done, child in stack]
+        for done, child in stack:
+            close(done, child)
     return out
 
 
@@ -181,8 +183,7 @@ def run(ctx):
         wall = time.perf_counter() - t0
     traces = sorted(folder.rglob("perfetto_trace.json.gz"), key=lambda p: p.stat().st_mtime)
     if not traces:
-        return suite_result(METHOD, [row("-", None, "", note="skipped: the profiler wrote no perfetto trace")],
-                            status="skipped")
+        return unavailable(METHOD, "the profiler wrote no perfetto trace")
     trace = json.loads(gzip.decompress(traces[-1].read_bytes()))
     events, lane = device_events(trace)
     index = hlo_index(one.lower().compile().as_text())  # the very program the epochs ran

@@ -29,8 +29,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import ROOT, markdown_table, not_run, seconds_arg, write_record  # noqa: E402
 
 SUITES = {  # name: cap in seconds on a GPU (the dry run has no caps but the budget)
     "train_mlp": 150, "roofline": 45, "profile": 60, "sweep": 150, "batch_norm": 45, "startup": 150, "scaling": 60,
@@ -39,20 +40,13 @@ SUITES = {  # name: cap in seconds on a GPU (the dry run has no caps but the bud
 MIN_START_S = 20.0
 
 
-def _positive_seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dry-run", action="store_true",
                    help="tiny sizes (--quick) on the CPU (JAX_PLATFORMS=cpu): checks the whole call")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: $OUT, else benchmarks/results); the trace goes to <out>/trace")
-    p.add_argument("--budget-s", type=_positive_seconds, default=480.0,
+    p.add_argument("--budget-s", type=seconds_arg(positive=True), default=480.0,
                    help="seconds for all suites together (default 480: the call ends within about 8 minutes)")
     p.add_argument("--suite", nargs="+", choices=list(SUITES), default=list(SUITES), metavar="NAME",
                    help=f"suites to run, in this order: {', '.join(SUITES)}")
@@ -71,7 +65,7 @@ def main(argv=None) -> int:
         env["JAX_PLATFORMS"] = "cpu"  # the dry run must neither need nor grab a GPU
     stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H%M%S")
     merged_path = out / f"{'dry-run' if args.dry_run else 'gpu'}-{stamp}.json"
-    merged, failed = {"environment": None, "complete": False}, []
+    merged, failed = {"environment": None, "complete": False, "suites": {}}, []
     deadline = time.monotonic() + args.budget_s
     for name, cap in SUITES.items():
         if name not in args.suite:
@@ -79,7 +73,7 @@ def main(argv=None) -> int:
         left = deadline - time.monotonic()
         part = out / f".{stamp}-{name}.json"
         if left < MIN_START_S:
-            result = _not_run(f"{left:.0f} s of the --budget-s {args.budget_s:g} left when it was due")
+            result = not_run(f"{left:.0f} s of the --budget-s {args.budget_s:g} left when it was due")
         else:
             cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--suite", name, "--out", str(part),
                    "--trace-dir", str(out / "trace"), "--label", "gpu-dry-run" if args.dry_run else "gpu"]
@@ -91,7 +85,7 @@ def main(argv=None) -> int:
             part.unlink(missing_ok=True)
             if record is None or name not in record.get("suites", {}):
                 why = f"timed out after {timeout:.0f} s" if code is None else f"exited {code}"
-                result = _not_run(why, status="timed out" if code is None else "error")
+                result = not_run(why, status="timed out" if code is None else "error")
             else:
                 result = record["suites"][name]
                 if not merged.get("environment"):  # the first suite that ran names the machine and versions
@@ -99,7 +93,7 @@ def main(argv=None) -> int:
                                    if k not in ("suites", "table", "caption", "complete", "loadavg_after")})
             if code != 0:
                 failed.append(name)
-        merged.setdefault("suites", {})[name] = result
+        merged["suites"][name] = result
         _write(merged_path, merged, args)
     merged["complete"] = True
     _write(merged_path, merged, args)
@@ -130,15 +124,7 @@ def _run_group(cmd: list, env: dict, timeout: float):
     return proc.returncode
 
 
-def _not_run(why: str, status: str = "skipped") -> dict:
-    from benchmarks.common import unavailable
-
-    return {**unavailable(f"Not run: {why}.", why, status=status), "seconds": 0.0}
-
-
 def _write(path: Path, merged: dict, args) -> None:
-    from benchmarks.common import markdown_table, write_record
-
     merged["command"] = " ".join([Path(sys.executable).name, *sys.argv])
     merged["gpu_call"] = {"dry_run": args.dry_run, "budget_s": args.budget_s, "caps_s": SUITES}
     merged["table"] = markdown_table(merged["suites"])

@@ -27,8 +27,9 @@ from benchmarks.common import (  # noqa: E402
     available_cores,
     environment,
     markdown_table,
+    not_run,
+    seconds_arg,
     slug,
-    unavailable,
     write_record,
 )
 
@@ -44,13 +45,6 @@ SUITES = {  # run in this order: roofline reuses train_mlp's engine figure when 
 }
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
-    return value
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small data, few repeats: checks the wiring, not speed")
@@ -60,7 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=None, help="results JSON path (default: benchmarks/results/...)")
     p.add_argument("--trace-dir", type=Path, default=None,
                    help="keep the profile suite's jax.profiler trace here (default: a scratch folder, removed)")
-    p.add_argument("--budget-s", type=_seconds, default=None,
+    p.add_argument("--budget-s", type=seconds_arg(positive=False), default=None,
                    help="start no suite after this many seconds; later ones are recorded as skipped")
     return p.parse_args(argv)
 
@@ -97,8 +91,7 @@ def main(argv=None) -> int:
         for name in args.suite:
             if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
                 why = f"the run's time budget (--budget-s {args.budget_s:g}) was spent"
-                ctx.results[name] = {**unavailable(f"Not run: {why}.", why), "seconds": 0.0,
-                                     "loadavg_before": os.getloadavg(), "loadavg_after": os.getloadavg()}
+                ctx.results[name] = not_run(why)
                 print(f"... {name}: skipped, {why}", flush=True)
                 continue
             print(f"... {name}", flush=True)
@@ -113,22 +106,23 @@ def main(argv=None) -> int:
             ctx.results[name] = {**result, "seconds": time.perf_counter() - t0, "loadavg_before": load,
                                  "loadavg_after": os.getloadavg()}
             env["torch_device"] = ctx.torch_device_ or env["torch_device"]  # once a suite has used PyTorch
-            _write(out, record, env, threads, ctx.results)  # after every suite: a run cut short keeps the rest
+            _write(out, record)  # after every suite: a run cut short keeps the rest
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     record["complete"] = True
-    _write(out, record, env, threads, ctx.results)
+    _write(out, record)
     print(f"\n{record['caption']}\n\n{record['table']}\n\nresults: {out}")
     return 1 if failed else 0
 
 
-def _write(out: Path, record: dict, env: dict, threads: int, results: dict) -> None:
+def _write(out: Path, record: dict) -> None:
     """The record with its caption and table, written atomically (temp file, rename)."""
+    env, threads = record["environment"], record["environment"]["threads"]["jax"]
     record["loadavg_after"] = os.getloadavg()
     record["caption"] = (f"{env['device']} ({env['cpu_model'] if env['backend'] == 'cpu' else env['device_kind']}),"
                          f" {threads} threads, load average {record['loadavg_before'][0]:.2f} before and "
                          f"{record['loadavg_after'][0]:.2f} after; `{record['command']}`, {record['date']}")
-    record["table"] = markdown_table(results)
+    record["table"] = markdown_table(record["suites"])
     write_record(out, record)
 
 

@@ -65,9 +65,8 @@ def _three_ways(model, optimizer, data, members, kwargs, epochs, rounds) -> dict
         t0 = time.perf_counter()
         result = sweep(model, optimizer, data, members, epochs=epochs, **kwargs)
         wall = time.perf_counter() - t0
-        h = result.history
-        runs["(v) vmapped sweep"].append({"wall_s": wall, "compile_s": h.compile_time_s,
-                                          "train_s": sum(h.epoch_time_s) + sum(h.eval_time_s)})
+        runs["(v) vmapped sweep"].append({"wall_s": wall, "compile_s": result.history.compile_time_s,
+                                          "train_s": result.history.run_time_s})
         memory = memory or result.memory
         t0 = time.perf_counter()
         _, seq = train_sequentially(model, optimizer, data, members, epochs=epochs, **kwargs)
@@ -118,8 +117,7 @@ def _scaling(name, model, optimizer, data, members_for, kwargs, epochs, counts, 
         trains, peak = [], None
         for _ in range(rounds + 1):  # the first call compiles for this count
             result = sweep(model, optimizer, data, members, epochs=epochs, **kwargs)
-            h = result.history
-            trains.append(sum(h.epoch_time_s) + sum(h.eval_time_s))
+            trains.append(result.history.run_time_s)
             peak = peak or (result.memory or {}).get("bytes_per_member")
         t = trains[1:]
         rate = n * epochs / median(t)

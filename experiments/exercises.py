@@ -277,6 +277,7 @@ def section_56(run):
                              "yscale": "log", "title": "hidden activations (512 training images)"}],
                            run.out / "ex_5_6_3_activation_variance.png", "§5.6 ex. 3: activation variance per layer")
         last = lambda a, cols, layer: float(a[-1, cols, layer].mean())
+        ratios = [last(tv, drop, layer) / last(ev, drop, layer) for layer in (0, 1)]  # masks on / off
         out.append(_answer(
             "§5.6.3", "What is the variance of the activations in each hidden layer with and without dropout? How "
             "does it evolve over training?",
@@ -284,9 +285,8 @@ def section_56(run):
             + ", dropout model in eval mode " + _pair(last(ev, drop, 0), last(ev, drop, 1)) + ", with its masks on "
             + _pair(last(tv, drop, 0), last(tv, drop, 1)) + f" (after epoch 1, no dropout: "
             f"{_pair(ev[0, none, 0].mean(), ev[0, none, 1].mean())}). Masks on vs off multiply the variance the next "
-            f"layer sees by {last(tv, drop, 0) / last(ev, drop, 0):.2f} (layer 1, p = 0.2) and "
-            f"{last(tv, drop, 1) / last(ev, drop, 1):.2f} (layer 2, p = 0.5), against 1/(1-p) = 1.25 and 2: "
-            f"{_vs_inverse_keep(last(tv, drop, 0) / last(ev, drop, 0), last(tv, drop, 1) / last(ev, drop, 1))}",
+            f"layer sees by {ratios[0]:.2f} (layer 1, p = 0.2) and {ratios[1]:.2f} (layer 2, p = 0.5), against "
+            f"1/(1-p) = 1.25 and 2: {_vs_inverse_keep(*ratios)}",
             plot))
 
     # 5. dropout vs weight decay vs both (the book asks it fifth; computed here, listed in book order)

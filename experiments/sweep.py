@@ -220,7 +220,7 @@ def _baselines(run, model, optimizer, data, members, result, sweep_wall, *, epoc
     timing = {"members": len(members), "epochs": epochs, "device": jax.devices()[0].device_kind,
               "cpu_count": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
               # training and the evaluation after each epoch, as the sequential loops below time them
-              "vmapped": {"compile_s": h.compile_time_s, "train_s": float(sum(h.epoch_time_s) + sum(h.eval_time_s)),
+              "vmapped": {"compile_s": h.compile_time_s, "train_s": h.run_time_s,
                           "wall_s": sweep_wall, "chunk_size": result.chunk_size}}
     if run.resuming:
         run.say("timing: this run was resumed, so its sweep time is partial; baselines skipped")

@@ -1,6 +1,7 @@
 """Image preprocessing: to float, flatten for MLPs, NHWC for CNNs."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -35,16 +36,12 @@ def images_to_float_on_device(x: Any) -> Any:
     return _lookup()(jnp.asarray(images_to_float(np.arange(256, dtype=np.uint8))), jax.device_put(x))
 
 
+@functools.cache
 def _lookup():
+    """The jitted table lookup (built on first use: this module does not import JAX)."""
     import jax
 
-    global _LOOKUP
-    if _LOOKUP is None:
-        _LOOKUP = jax.jit(lambda table, x: table[x.astype("int32")])
-    return _LOOKUP
-
-
-_LOOKUP = None
+    return jax.jit(lambda table, x: table[x.astype("int32")])
 
 
 def flatten_images(x: Any) -> np.ndarray:

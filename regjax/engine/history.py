@@ -123,6 +123,11 @@ class SweepHistory:
             self.diverged_step = [None] * self.num_members
 
     @property
+    def run_time_s(self) -> float:
+        """Seconds spent training and evaluating, all epochs and members (compilation excluded)."""
+        return float(sum(self.epoch_time_s) + sum(self.eval_time_s))
+
+    @property
     def epochs(self) -> int:
         return len(self.train_loss)
 

@@ -214,8 +214,8 @@ def fit_loop(model: Model, optimizer: Optional[optax.GradientTransformation], da
     t0 = time.perf_counter()
     compile_s = 0.0
     for i in range(len(members)):
-        hparams = {k: np.asarray(v[i]) for k, v in members.hparams.items()}
-        _, history = fit(model, optimizer, data, epochs=epochs, key=members.keys[i], hparams=hparams, **fit_kwargs)
+        _, history = fit(model, optimizer, data, epochs=epochs, key=members.keys[i],
+                         hparams=take(members.hparams, i), **fit_kwargs)
         compile_s += history.compile_time_s
     wall = time.perf_counter() - t0
     return {"compile_s": compile_s, "train_s": wall - compile_s, "wall_s": wall}

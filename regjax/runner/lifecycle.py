@@ -262,13 +262,10 @@ def script(main: Any) -> None:
     except (KeyboardInterrupt, Terminated) as err:  # outside a run (start-up, or after its results were written)
         code = 130 if isinstance(err, KeyboardInterrupt) else 128 + err.signum
         print(f"\ninterrupted ({INTERRUPT_CODES.get(code, code)})", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(code)
+        _exit_now(code)
     except SystemExit as exit_:
         if exit_.code in INTERRUPT_CODES:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(exit_.code)
+            _exit_now(exit_.code)
         raise
     if fast_exit_is_safe():
         finish_process(0)
@@ -289,6 +286,11 @@ def finish_process(code: int) -> NoReturn:
     each run's wall time. Non-daemon threads are not joined: regjax starts none (its checkpoint writer is a
     daemon, flushed before the results are written)."""
     atexit._run_exitfuncs()
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Flush the streams and leave at once: no atexit handlers, no interpreter teardown."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
