@@ -165,7 +165,7 @@ def _from_tfds(tfds_data_dir) -> dict:
 
 def _registered_checksums() -> dict:
     """``{filename: (url, size, sha256)}`` from tensorflow-datasets' registered checksums for fashion_mnist."""
-    # found through the package's spec, not imported: importing tensorflow_datasets costs ~0.2 s
+    # found through the package's spec, not imported: importing tensorflow_datasets is slow
     spec = importlib.util.find_spec("tensorflow_datasets")
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError("tensorflow-datasets is not installed: its registered Fashion-MNIST checksums "

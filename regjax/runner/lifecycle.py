@@ -282,9 +282,9 @@ def fast_exit_is_safe() -> bool:
 def finish_process(code: int) -> NoReturn:
     """End a finished CLI process: every ``atexit`` handler runs (logging, JAX's backends and distributed
     runtime, weakref finalizers, coverage), the streams are flushed, then ``os._exit`` skips the interpreter's
-    teardown -- freeing XLA's client, the datasets and every module one object at a time took 0.3-0.5 s of
-    each run's wall time. Non-daemon threads are not joined: regjax starts none (its checkpoint writer is a
-    daemon, flushed before the results are written)."""
+    teardown -- freeing XLA's client, the datasets and every module one object at a time, a noticeable part of
+    a short run's wall time (``benchmarks/ab.py --startup``). Non-daemon threads are not joined: regjax starts
+    none (its checkpoint writer is a daemon, flushed before the results are written)."""
     atexit._run_exitfuncs()
     _exit_now(code)
 
