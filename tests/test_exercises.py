@@ -197,16 +197,16 @@ def test_polynomial_fit_overfit_check_and_sweep(tmp_path, load):
 def test_exercise_numbers_match_the_books_questions():
     """d2l-en numbers §5.6 ex. 4 'dropout at test time', ex. 5 'dropout vs weight decay'; §8.5 ex. 1 'the bias
     before BN', ex. 2 'learning rates' (an earlier version had both pairs swapped). Read from the answers'
-    (id, question) pairs in experiments/exercises.py without training anything."""
+    (id, question) pairs in experiments/exercise_answers/ without training anything."""
     import ast
 
-    tree = ast.parse((Path(__file__).resolve().parents[1] / "experiments" / "exercises.py").read_text())
     questions = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_answer" and len(node.args) >= 2:
-            ident, question = (ast.literal_eval(a) if isinstance(a, ast.Constant) else
-                               ast.literal_eval(ast.unparse(a)) for a in node.args[:2])
-            questions[ident] = question.lower()
+    for path in sorted((ROOT / "experiments" / "exercise_answers").glob("s*_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "answer" and len(node.args) >= 2:
+                ident, question = (ast.literal_eval(a) if isinstance(a, ast.Constant) else
+                                   ast.literal_eval(ast.unparse(a)) for a in node.args[:2])
+                questions[ident] = question.lower()
     key_words = {"§5.6.4": "test time", "§5.6.5": "weight decay", "§8.5.1": "bias", "§8.5.2": "learning rates"}
     for ident, words in key_words.items():
         assert words in questions[ident], (ident, questions[ident])

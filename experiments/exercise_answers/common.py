@@ -1,0 +1,84 @@
+"""What the sections' answers share: the answer record, seeds and their statistics, tiny sizes for tests."""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import numpy as np
+
+from regjax.engine import group_stats
+
+
+def answer(id_: str, question: str, text: str, plot: Any = None, *, table: Optional[str] = None, **data: Any) -> dict:
+    """One answered exercise: its book number (``'§5.2.1'``), the question in a few words, the answer, the plot
+    (a path) and/or a markdown ``table``, and the numbers behind them (``data``, into results.json)."""
+    if plot is None and table is None:
+        raise ValueError(f"{id_}: an answer with data needs a plot or a table")
+    return {"id": id_, "question": question, "answer": text, "plot": None if plot is None else str(plot),
+            "table": table, "data": data}
+
+
+def markdown(answers: list) -> str:
+    """The answers as one markdown page (question, answer, table, plot)."""
+    parts = []
+    for a in answers:
+        part = f"**{a['id']}** {a['question']}\n{a['answer']}"
+        if a.get("table"):
+            part += "\n\n" + a["table"]
+        if a.get("plot"):
+            part += f"\n![{a['id']}]({a['plot'].replace(chr(92), '/').rsplit('/', 1)[-1]})"
+        parts.append(part)
+    return "\n\n".join(parts) + "\n"
+
+
+def table(header: list, rows: list) -> str:
+    """A markdown table; floats with 4 significant digits."""
+    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def tiny(run, full: Any, small: Any) -> Any:
+    """``small`` under ``--tiny`` (a seconds-long run that checks the command works; its numbers mean nothing),
+    else ``full``."""
+    return small if run.args.tiny else full
+
+
+def seeds_of(args) -> list:
+    return list(range(args.seed, args.seed + args.seeds))
+
+
+def stats(members, values, by) -> tuple:
+    """Mean and std over seeds of ``values`` (one per member), grouped by the config keys ``by``."""
+    s = group_stats(members.configs, values, by)
+    return np.array([r["mean"] for r in s]), np.array([r["std"] for r in s])
+
+
+def mean_std(values) -> str:
+    v = np.asarray(values, float)
+    return f"{v.mean():.4f} ± {v.std():.4f}"
+
+
+def trend(values) -> str:
+    d = np.diff(np.asarray(values, float))
+    if (d >= 0).all():
+        return "rises monotonically"
+    return "falls monotonically" if (d <= 0).all() else "changes non-monotonically"
+
+
+def compare(a: tuple, b: tuple) -> str:
+    """(mean, std) pairs a and b: their difference, or that it is within the seed-to-seed spread."""
+    diff = a[0] - b[0]
+    if abs(diff) <= math.hypot(a[1], b[1]):
+        return f"a difference of {diff:+.4f}, within the seed-to-seed spread"
+    return f"D2L's order is {'better' if diff > 0 else 'worse'} by {abs(diff):.4f}"
+
+
+def pair(a, b) -> str:
+    return f"{a:.3g} / {b:.3g}"
+
+
+def in_book_order(answers: list) -> list:
+    """Answers sorted by their exercise number (some are computed out of order: one needs another's result)."""
+    return sorted(answers, key=lambda a: tuple(int(p) for p in a["id"].lstrip("§").split(".")))

@@ -1,0 +1,104 @@
+"""§3.7 weight decay, on the section's problem (n_train 20, d 200, batch 5, lr 0.003, 100 epochs; --epochs/--lr/
+--batch-size): 1 the λ curve, 2 the validation-chosen vs the test-optimal λ, 3 L1 vs L2."""
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+
+from regjax import decayed_sgd
+from regjax.engine import grid
+from regjax.penalty import l1_decayed_sgd
+from regjax.plots import plot_panels
+from regjax.probes import weight_decay_problem
+from regjax.selection import select_lambda
+
+from .common import answer, seeds_of, stats, trend
+
+SECTION, TITLE = "3.7", "Weight decay"
+LAMBDAS = [0.0] + [3.0 * 10 ** (j / 4) for j in range(-5, 10)]          # §3.7's λ grid (0, 0.17 ... 533)
+
+
+def section(run):
+    args = run.args
+    run.set_dataset({"name": "synthetic_linear (D2L §3.7)", "n_train": 20, "n_test": 100, "d": 200}, n_train=20)
+    data, model = weight_decay_problem(args.seed)
+    seeds, lam = seeds_of(args), np.asarray(LAMBDAS)
+    out = []
+
+    # 1. λ curve
+    members = grid(seeds, lam=LAMBDAS, lr=args.lr)
+    res = run.sweep("3.7 lambda", model, None, data, members, epochs=args.epochs, loss="squared",
+                    progress_every=args.epochs)
+    train_m, train_s = stats(members, res.final("train_loss"), ["lam"])
+    test_m, test_s = stats(members, res.final("test_loss"), ["lam"])
+    best = int(np.nanargmin(test_m))
+    plot = plot_panels([{"series": {"train": (lam, train_m, train_s), "test": (lam, test_m, test_s)}, "xlabel": "λ",
+                         "ylabel": "final loss", "xscale": "symlog", "yscale": "log",
+                         "title": f"{len(seeds)} seeds, {args.epochs} epochs"}],
+                       run.out / "ex_3_7_1_lambda_curve.png", "§3.7 ex. 1: loss against λ")
+    out.append(answer(
+        "§3.7.1", "Experiment with the value of λ: plot training and test loss as a function of λ. What do you "
+        "observe?",
+        f"Train loss {trend(train_m)} with λ ({train_m[0]:.2g} at λ=0, {train_m[-1]:.2g} at λ={lam[-1]:.3g}) while "
+        f"test loss falls from {test_m[0]:.3g} to its minimum {test_m[best]:.3g} at λ={lam[best]:.3g} "
+        f"({'the largest λ of the grid' if best == len(lam) - 1 else f'then rises to {test_m[-1]:.3g}'}); the "
+        f"test-train gap shrinks from {test_m[0] - train_m[0]:.3g} to {test_m[best] - train_m[best]:.3g}. The true "
+        f"weights are 0.01 each (‖w‖ = 0.14), so strong shrinkage is what this problem wants.", plot,
+        lambdas=LAMBDAS, train_mean=train_m.tolist(), test_mean=test_m.tolist(), test_std=test_s.tolist()))
+
+    # 2. validation-chosen vs test-optimal λ
+    sel = select_lambda(model, None, np.asarray(data[0]), np.asarray(data[1]), LAMBDAS, key=jax.random.key(args.seed),
+                        k=5, seeds=seeds, epochs=args.epochs, batch_size=args.batch_size, hparams={"lr": args.lr},
+                        train=functools.partial(run.sweep, "3.7 cross-validation", progress_every=args.epochs))
+    at = {v: i for i, v in enumerate(LAMBDAS)}
+    chosen, one_se = test_m[at[sel.best_lambda]], test_m[at[sel.one_se_lambda]]
+    marks = {f"validation λ {sel.best_lambda:.3g}": sel.best_lambda, f"one-SE λ {sel.one_se_lambda:.3g}":
+             sel.one_se_lambda, f"test-best λ {lam[best]:.3g}": lam[best]}
+    plot = plot_panels([{"series": {"5-fold validation": (lam, sel.mean, sel.std)}, "marks": marks, "xlabel": "λ",
+                         "ylabel": "loss", "xscale": "symlog", "yscale": "log", "title": "validation (folds)"},
+                        {"series": {"test": (lam, test_m, test_s)}, "marks": marks, "xlabel": "λ", "ylabel": "loss",
+                         "xscale": "symlog", "yscale": "log", "title": "test (seeds)"}],
+                       run.out / "ex_3_7_2_validation.png", "§3.7 ex. 2: is the validation-chosen λ optimal?")
+    out.append(answer(
+        "§3.7.2", "Use a validation set to find the optimal λ. Is it really the optimal value? Does this matter?",
+        f"5-fold CV on the 20 training examples picks λ={sel.best_lambda:.3g} (one-SE rule {sel.one_se_lambda:.3g}); "
+        f"the test-optimal λ is {lam[best]:.3g}. Test loss at the chosen λ {chosen:.3g}, "
+        f"{100 * (chosen / test_m[best] - 1):+.0f}% from the optimum {test_m[best]:.3g} (one-SE λ: "
+        f"{100 * (one_se / test_m[best] - 1):+.0f}%), while the test curve spans a factor "
+        f"{np.nanmax(test_m) / test_m[best]:.0f} over the grid. With 16 examples per fold the validation estimate "
+        f"is noisy (its std over folds is {sel.std[at[sel.best_lambda]] / sel.mean[at[sel.best_lambda]]:.0%} of "
+        f"its mean at the chosen λ), so the choice lands near, not exactly at, the optimum; it matters little "
+        f"here because the curve is flat near its minimum.", plot,
+        selection=sel.to_dict(), best_test_lambda=float(lam[best])))
+
+    # 3. L1 vs L2 (both as decay in the optimizer, λ injected)
+    rows = {}
+    for name, opt in (("L2", decayed_sgd(args.lr, 0.0)), ("L1", l1_decayed_sgd(args.lr, 0.0))):
+        m = grid(seeds, weight_decay=LAMBDAS)
+        r = run.sweep(f"3.7 {name}", model, opt, data, m, epochs=args.epochs, loss="squared",
+                      progress_every=args.epochs)
+        w = np.abs(np.asarray(r.state.params["dense0"]["kernel"]).reshape(len(m), -1))
+        step = args.lr * m.hparams["weight_decay"][:, None]  # one L1 step: subgradient descent hovers within it
+        rows[name] = {"test": stats(m, r.final("test_loss"), ["weight_decay"]),
+                      "small": stats(m, (w <= step).mean(axis=1), ["weight_decay"])}
+    b1, b2 = (int(np.nanargmin(rows[n]["test"][0])) for n in ("L1", "L2"))
+    plot = plot_panels([{"series": {n: (lam, *rows[n]["test"]) for n in rows}, "xlabel": "λ", "ylabel": "final test loss",
+                         "xscale": "symlog", "yscale": "log", "title": "test loss"},
+                        {"series": {n: (lam, *rows[n]["small"]) for n in rows}, "xlabel": "λ",
+                         "ylabel": "fraction of weights with |w| ≤ ηλ", "xscale": "symlog", "title": "weights at 0"}],
+                       run.out / "ex_3_7_3_l1_vs_l2.png", "§3.7 ex. 3: L1 vs L2 penalty")
+    frac = lambda n, b: 100 * rows[n]["small"][0][b]
+    out.append(answer(
+        "§3.7.3", "What would the update equations look like if instead of ‖w‖² we used Σ|wᵢ| (L1)?",
+        f"w ← w − η(∇loss + λ·sign(w)): a constant pull of ηλ toward 0, where L2's pull ηλw fades as w shrinks -- "
+        f"so L1 drives weights to 0 (subgradient descent then hovers within one step ηλ of it) and L2 only shrinks "
+        f"them. At L1's best λ = {lam[b1]:.3g} (test loss {rows['L1']['test'][0][b1]:.3g}), {frac('L1', b1):.0f}% of "
+        f"the 200 weights end within ηλ = {args.lr * lam[b1]:.2g} of 0 under L1 and {frac('L2', b1):.0f}% under L2 "
+        f"(test loss {rows['L2']['test'][0][b1]:.3g}); L2's best is λ = {lam[b2]:.3g} (test loss "
+        f"{rows['L2']['test'][0][b2]:.3g}).", plot,
+        lambdas=LAMBDAS, **{f"{n}_{k}_mean": v[0].tolist() for n in rows for k, v in rows[n].items()}))
+    return out
+
+
