@@ -48,7 +48,10 @@ def _dests(name, argv):
 def _read(name):
     """What the experiment's source reads: ``args.x`` / ``run.args.x``, strings naming a dest (getattr loops),
     and the dests of the runner helpers it calls."""
-    tree = ast.parse((ROOT / "experiments" / f"{name}.py").read_text())
+    sources = [ROOT / "experiments" / f"{name}.py"]
+    if name == "exercises":  # its sections live in experiments/exercise_answers/
+        sources += sorted((ROOT / "experiments" / "exercise_answers").glob("*.py"))
+    tree = ast.Module(body=[ast.parse(p.read_text()) for p in sources], type_ignores=[])
     declared = {id(a) for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
                 and n.func.attr == "add_argument" for a in n.args}       # naming a flag is not reading it
     read = set()
