@@ -18,6 +18,13 @@ def answer(id_: str, question: str, text: str, plot: Any = None, *, table: Optio
             "table": table, "data": data}
 
 
+def figure(section: str, name: str, caption: str, plot: Any, **data: Any) -> dict:
+    """One of the book's figures redrawn (not an exercise): ``figure('5.1', 'activations', 'ReLU, sigmoid, tanh
+    and their derivatives', path)``; listed with the section's answers, before them."""
+    return {"id": f"§{section} figure {name}", "question": caption, "answer": "", "plot": str(plot), "table": None,
+            "data": data, "figure": True}
+
+
 def markdown(answers: list) -> str:
     """The answers as one markdown page (question, answer, table, plot)."""
     parts = []
@@ -81,4 +88,8 @@ def pair(a, b) -> str:
 
 def in_book_order(answers: list) -> list:
     """Answers sorted by their exercise number (some are computed out of order: one needs another's result)."""
-    return sorted(answers, key=lambda a: tuple(int(p) for p in a["id"].lstrip("§").split(".")))
+    def key(a):
+        number, _, figure_name = a["id"].lstrip("§").partition(" figure ")
+        parts = tuple(int(p) for p in number.split("."))
+        return (parts[:2], 0, figure_name) if figure_name else (parts[:2], 1, parts[2:])
+    return sorted(answers, key=key)
