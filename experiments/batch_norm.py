@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """D2L §8.5: LeNet with batch normalization (after each conv/dense layer, before the sigmoid) on
-Fashion-MNIST, batch 256, lr 1.0, 10 epochs. Reports accuracy and the learned scale/bias of the first BN
+Fashion-MNIST, 10 epochs; ``--preset zh-v2`` (default: the Chinese edition and English r0.17) lr 1.0, batch 256;
+``--preset en`` (d2l-en master, its PyTorch tab) lr 0.1, batch 128. Reports accuracy and the learned scale/bias of the first BN
 layer; ``--no-bn`` trains the same LeNet without BN for the contrast."""
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ def main(argv=None):
     p = runner.parser(__doc__, epochs=10, lr=1.0, batch_size=256, out="runs/batch_norm", impls=IMPLS,
                    image_dataset=True)
     p.add_argument("--no-bn", action="store_true", help="train LeNet without BatchNorm")
+    runner.add_presets(p, {
+        "zh-v2": {"help": "the Chinese edition (zh-v2) and English r0.17", "lr": 1.0, "batch_size": 256},
+        "en": {"help": "the English edition (d2l-en master)", "lr": 0.1, "batch_size": 128}})
     with runner.Run("batch_norm", p, argv) as run:
         args = run.args
         ds = run.load_images()
@@ -21,7 +25,7 @@ def main(argv=None):
         epochs = run.epochs()
         name = "LeNet" if args.no_bn else "LeNet-BN"
         run.say(f"dataset: {ds.name} ({ds.source}) as 28x28x1, {len(data[0])} train; {name}, impl {args.impl}; "
-                f"{epochs} epochs")
+                f"{epochs} epochs; preset {args.preset}: lr {args.lr:g}, batch {args.batch_size}")
         model = lenet_bn_model(args.impl, 10, (28, 28, 1), use_bn=not args.no_bn)
         optimizer, hparams = runner.sgd_route(args)
         state, history = run.fit(name, model, optimizer, data, epochs=epochs, hparams=hparams)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """D2L §3.2/§3.3: linear regression on synthetic data (w = [2, −3.4], b = 4.2, noise 0.01, 1000 examples,
-batch 10, lr 0.03, 3 epochs), from scratch (``sgd_step``) and with ``optax.sgd``; prints the estimation error
+lr 0.03, 3 epochs; batch 10 with ``--preset zh-v2``, the default, 32 with ``--preset en``), from scratch (``sgd_step``) and with ``optax.sgd``; prints the estimation error
 of w and b."""
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ def main(argv=None):
                    impls=["scratch", "optax"])
     p.add_argument("--n", type=runner.positive_int, default=1000,
                    help="training examples (a fresh set of n is the test set)")
+    runner.add_presets(p, {"zh-v2": {"help": "the Chinese edition (zh-v2) and English r0.17", "batch_size": 10},
+                           "en": {"help": "the English edition (d2l-en master)", "batch_size": 32}})
     with runner.Run("linear_regression", p, argv) as run:
         args = run.args
         run.set_dataset({"name": "synthetic_linear", "n_train": args.n, "n_test": args.n}, n_train=args.n)

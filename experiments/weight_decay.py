@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""D2L §3.7: weight decay on high-dimensional linear regression (n_train 20, n_test 100, d 200, batch 5,
-lr 0.003, 100 epochs, w = 0.01·1, b = 0.05, noise 0.01, w0 ~ N(0, 1)). ``--impl scratch`` adds λ/2‖w‖² to the
+"""D2L §3.7: weight decay on high-dimensional linear regression (n_train 20, n_test 100, d 200, batch 5, w = 0.01·1,
+b = 0.05, noise 0.01). ``--preset zh-v2`` (default: the Chinese edition and English r0.17) lr 0.003, 100 epochs,
+w0 ~ N(0, 1); ``--preset en`` (d2l-en master) lr 0.01, 10 epochs, w0 ~ N(0, 0.01²). ``--impl scratch`` adds λ/2‖w‖² to the
 loss; ``--impl optax`` uses add_decayed_weights (bias not decayed). Prints ‖w‖₂ per λ."""
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ def main(argv=None):
     p.add_argument("--n-train", type=runner.positive_int, default=20)
     p.add_argument("--n-test", type=runner.positive_int, default=100)
     p.add_argument("--num-inputs", type=runner.positive_int, default=200)
+    p.add_argument("--init-std", type=runner.positive_float, default=1.0, help="w0 ~ N(0, init_std²)")
+    runner.add_presets(p, {
+        "zh-v2": {"help": "the Chinese edition (zh-v2) and English r0.17", "epochs": 100, "lr": 0.003, "init_std": 1.0},
+        "en": {"help": "the English edition (d2l-en master)", "epochs": 10, "lr": 0.01, "init_std": 0.01}})
     with runner.Run("weight_decay", p, argv) as run:
         args = run.args
         run.set_dataset({"name": "synthetic_linear", "n_train": args.n_train, "n_test": args.n_test,
@@ -30,7 +35,7 @@ def main(argv=None):
         names = [f"lambda={lam:g}" for lam in args.lambdas]
         if len(set(names)) != len(names):  # distinct, but alike in 6 digits (1e-7, 1.0000001e-7): name them fully
             names = [f"lambda={lam!r}" for lam in args.lambdas]
-        model = scratch_linreg(args.num_inputs, weight_init=jax.nn.initializers.normal(1.0))
+        model = scratch_linreg(args.num_inputs, weight_init=jax.nn.initializers.normal(args.init_std))
         rows = {}
         shared_decayed_sgd = decayed_sgd(args.lr, 0.0)  # one object: the compiled epoch is cached per optimizer
         for lam in args.lambdas:

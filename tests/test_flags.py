@@ -17,6 +17,7 @@ HELPERS = {
     "sgd_route": {"lr", "impl"}, "load_house": {"data_dir", "k"},
     "cross_validate_house": {"k", "seed", "seeds", "epochs", "batch_size", "model", "hidden", "optimizer", "lrs"},
     "axes_of": {"weight_decays", "lrs", "model", "hidden", "dropouts"},
+    "add_presets": {"preset"},
     "answer_exercises": {"exercises", "exercise_lrs", "exercise_weight_decays", "raw_lrs", "k"},
 }
 VARIANTS = {"sweep": [["--what", w] for w in ("weight_decay", "dropout", "lr")],

@@ -25,6 +25,7 @@ SIGTERM (``status: "interrupted"``, every completed epoch kept, checkpoint saved
 """
 from regjax.runner.args import (
                                 IMAGE_DATASETS,
+                                add_presets,
                                 device_count,
                                 distinct_values,
                                 nonnegative_float,
@@ -41,6 +42,6 @@ from regjax.runner.images import load_images, prepare_images, resolve_epochs, sg
 from regjax.runner.lifecycle import EXIT_CODES, Terminated, script
 from regjax.runner.run import Run
 
-__all__ = ["Run", "parser", "script", "Terminated", "EXIT_CODES", "IMAGE_DATASETS", "peek_choice", "sgd_route",
+__all__ = ["Run", "parser", "add_presets", "script", "Terminated", "EXIT_CODES", "IMAGE_DATASETS", "peek_choice", "sgd_route",
            "load_images", "prepare_images", "resolve_epochs", "positive_int", "nonnegative_int", "seed",
            "positive_float", "nonnegative_float", "rate", "device_count", "out_folder", "distinct_values"]

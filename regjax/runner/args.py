@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["parser", "peek_choice", "positive_int", "nonnegative_int", "seed", "positive_float", "nonnegative_float",
+__all__ = ["parser", "add_presets", "peek_choice", "positive_int", "nonnegative_int", "seed", "positive_float", "nonnegative_float",
            "rate", "device_count", "out_folder", "distinct_values", "IMAGE_DATASETS", "INT_MAX"]
 
 IMAGE_DATASETS = ("fashion_mnist", "digits")
@@ -18,9 +18,36 @@ INT_MAX = 2 ** 31 - 1   # counts and sizes above this are typos, and would overf
 
 
 class _Parser(argparse.ArgumentParser):
+    presets: Optional[dict] = None
+
     def error(self, message):
         """One line, exit 2 -- no usage block to scroll past (``--help`` has it)."""
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """With presets: ``--preset``'s settings become the defaults first, so flags given explicitly win."""
+        if self.presets:
+            name = peek_choice(args, "--preset", list(self.presets), next(iter(self.presets)))
+            self.set_defaults(**self.presets[name])
+        return super().parse_known_args(args, namespace)
+
+
+def add_presets(p: argparse.ArgumentParser, presets: dict) -> None:
+    """``--preset NAME``: one edition's settings as the defaults (the first preset is the default one); an
+    explicit flag overrides its preset. ``presets``: ``{name: {"help": ..., dest: value, ...}}``."""
+    if not isinstance(p, _Parser):
+        raise TypeError("presets need a parser made by regjax.runner.parser")
+    p.presets = {name: {k: v for k, v in values.items() if k != "help"} for name, values in presets.items()}
+    lines = [f"'{name}': {values.get('help', '')} ("
+             + ", ".join(f"--{k.replace('_', '-')} {_shown(v)}" for k, v in p.presets[name].items()) + ")"
+             for name, values in presets.items()]
+    p.add_argument("--preset", choices=list(presets), default=next(iter(presets)),
+                   help="the book edition whose settings are the defaults: " + "; ".join(lines)
+                        + "; flags given explicitly override the preset")
+
+
+def _shown(value: Any) -> str:
+    return " ".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
 
 
 def parser(description: str, *, epochs: int, lr: float, batch_size: int, out: str,
