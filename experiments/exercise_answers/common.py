@@ -53,7 +53,8 @@ def tiny(run, full: Any, small: Any) -> Any:
 
 
 def seeds_of(args) -> list:
-    return list(range(args.seed, args.seed + args.seeds))
+    """``--seeds`` seeds from ``--seed`` on (at most 2 under ``--tiny``)."""
+    return list(range(args.seed, args.seed + (min(args.seeds, 2) if args.tiny else args.seeds)))
 
 
 def stats(members, values, by) -> tuple:
