@@ -321,3 +321,29 @@ def test_sweep_history_dicts_are_snapshots_both_ways():
     restored = SweepHistory.from_dict(saved)
     record(restored, 1, [False, True])
     assert len(saved["epoch_time_s"]) == 1 and saved["diverged_epoch"] == [None, None]   # d untouched
+
+
+def test_a_new_run_removes_the_previous_runs_files_but_not_its_own_written_before_training(tmp_path):
+    """--overwrite / a new run into the folder removes the plots the previous run listed -- once training starts;
+    a file of the same name this run wrote before that (exercises.py's tables, §4.1's checks) stays."""
+    from regjax import runner
+
+    out = tmp_path / "out"
+
+    def run(flags, before=None):
+        parser = runner.parser("probe", epochs=1, lr=0.1, batch_size=1, out=str(out))
+        with runner.Run("probe", parser, flags) as r:
+            if before:
+                (out / before).write_text("this run's")
+            r.set_dataset({"name": "probe", "n_train": 10}, n_train=10)
+            r.start()
+            r.finish({"plots": [str(out / "a.png"), str(out / "b.png")]})
+
+    out.mkdir()
+    (out / "a.png").write_text("old")
+    (out / "b.png").write_text("old")
+    run([])
+    (out / "a.png").write_text("previous run's")
+    (out / "b.png").write_text("previous run's")
+    run(["--overwrite"], before="b.png")
+    assert not (out / "a.png").exists() and (out / "b.png").read_text() == "this run's"

@@ -66,6 +66,7 @@ class Lifecycle:
         self.primary = True
         self.writer: Optional[CheckpointWriter] = None  # the checkpoint writer, from start() on (process 0)
         self._started, self._started_at = time.perf_counter(), _now()
+        self._began_wall = time.time()  # files written after this are this run's own, never "previous outputs"
         self._signals: dict = {}
 
     @property
@@ -95,8 +96,8 @@ class Lifecycle:
             for old in [*self.ckpt_dir.glob("*.msgpack"), self.ckpt_dir / "run.json"]:
                 old.unlink(missing_ok=True)
             for old in self._previous_outputs():
-                try:
-                    if old.is_file() or old.is_symlink():
+                try:  # a file this run already wrote before training (a table, a figure) stays
+                    if (old.is_file() or old.is_symlink()) and old.lstat().st_mtime < self._began_wall:
                         old.unlink()
                 except OSError:
                     pass  # a plot we cannot remove is no reason to fail a run
