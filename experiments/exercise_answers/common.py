@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Optional
 
 import numpy as np
@@ -50,6 +51,19 @@ def tiny(run, full: Any, small: Any) -> Any:
     """``small`` under ``--tiny`` (a seconds-long run that checks the command works; its numbers mean nothing),
     else ``full``."""
     return small if run.args.tiny else full
+
+
+def timed(fn: Any, repeats: int, *, best: bool = False) -> float:
+    """Seconds per call of ``fn()`` (a function that blocks until its result is ready, e.g. ends in
+    ``jax.block_until_ready``): one warm-up call (compilation, caches), then the median of ``repeats`` timed calls
+    -- or their minimum with ``best`` (the least disturbed by other processes)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.min(times) if best else np.median(times))
 
 
 def seeds_of(args) -> list:

@@ -131,7 +131,7 @@ def _map_is_ridge(run, data, model, args):
     """§3.7.6: a Gaussian prior w ~ N(0, σ_w² I) with Gaussian noise σ makes the MAP estimate the ridge solution of
     mean ½(xᵀw + b − y)² + λ·½‖w‖² with λ = σ² / (n σ_w²). Checked: the engine's λ-penalized training (full
     batch, run to convergence) against the closed-form ridge."""
-    lams = tiny(run, [0.3, 1.0, 3.0, 10.0], [1.0])
+    lams = tiny(run, [1.0, 3.0, 10.0], [1.0])  # lr 0.05 is stable while 0.05·(λ + λ_max(XᵀX/n) ≈ 16) < 2
     epochs = tiny(run, 3000, 20)
     x, y = np.asarray(data[0]), np.asarray(data[1])
     members = grid([args.seed], lam=lams, lr=0.05)

@@ -29,7 +29,7 @@ def fit(model: Model, optimizer: Optional[optax.GradientTransformation], data: D
         eval_batch_size: int = 1024, on_epoch: Optional[Callable[[int, dict], None]] = None,
         after_epoch: Optional[Callable] = None, on_start: Optional[Callable[[], None]] = None,
         state: Optional[TrainState] = None, start_epoch: int = 0, history: Optional[History] = None,
-        data_mesh: Optional[Mesh] = None) -> Tuple[TrainState, History]:
+        data_mesh: Optional[Mesh] = None, shuffle: bool = True) -> Tuple[TrainState, History]:
     """Train until ``epochs`` epochs are done, evaluating after each; returns ``(state, History)``.
 
     Args:
@@ -42,7 +42,8 @@ def fit(model: Model, optimizer: Optional[optax.GradientTransformation], data: D
         ``s, h`` of an earlier call after ``e`` epochs (e.g. from a checkpoint) finishes bit-identically to one
         uninterrupted call.
       hparams: traced hyperparameters (``regjax.engine.hparams``): ``lr``, ``lam``, ``weight_decay``, model keys.
-      loss, task, penalty_mask, batch_size, drop_remainder, eval_batch_size: the ``TrainSpec`` (metrics follow
+      loss, task, penalty_mask, batch_size, drop_remainder, eval_batch_size, shuffle: the ``TrainSpec``
+        (``shuffle=False``: the examples in their given order every epoch; metrics follow
         ``task``: 'classification' gives loss and accuracy, 'regression' loss; known for named losses, required
         with a callable ``loss``).
       on_start: called once every argument has been checked, before compiling.
@@ -61,7 +62,7 @@ def fit(model: Model, optimizer: Optional[optax.GradientTransformation], data: D
     """
     epochs, start_epoch = check_epochs(epochs, start_epoch)
     spec = TrainSpec.build(model, optimizer, batch_size=batch_size, loss=loss, task=task, penalty_mask=penalty_mask,
-                           drop_remainder=drop_remainder, eval_batch_size=eval_batch_size)
+                           drop_remainder=drop_remainder, eval_batch_size=eval_batch_size, shuffle=shuffle)
     data = check_data(data, spec.task)
     n = int(data[0].shape[0])
     num_batches(n, batch_size, drop_remainder)

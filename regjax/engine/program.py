@@ -54,7 +54,8 @@ def member_functions(spec: TrainSpec, data_mesh: Optional[Mesh] = None) -> Tuple
     ``evaluate(state, hparams, data) -> {'loss', 'accuracy'?}`` on the test half of ``data``, in eval mode.
     """
     step = make_step(spec.model, spec.optimizer, spec.loss_fn, task=spec.task, penalty_mask=spec.mask())
-    epoch = epoch_fn(step, spec.batch_size, drop_remainder=spec.drop_remainder, data_mesh=data_mesh)
+    epoch = epoch_fn(step, spec.batch_size, drop_remainder=spec.drop_remainder, data_mesh=data_mesh,
+                     shuffle=spec.shuffle)
     test = evaluate_fn(spec.model, spec.loss_fn, spec.eval_batch_size, task=spec.task, data_mesh=data_mesh)
 
     def train(state: TrainState, key: PRNGKey, hparams: dict, alive: Array, epoch_index: Array, data: tuple):

@@ -2,7 +2,8 @@
 
 Everything that shapes the compiled program and is not a traced value lives here: the model and the optimizer
 (their functions), the loss and the task whose metrics it reports, the batch sizes, ``drop_remainder`` and the
-penalty mask. Traced values -- hyperparameters, seeds, data -- stay outside, so one compiled program serves every
+penalty mask, and ``shuffle`` (``False``: every epoch visits the training examples in their given order -- D2L
+§3.4 ex. 9). Traced values -- hyperparameters, seeds, data -- stay outside, so one compiled program serves every
 run of one spec: a single ``fit``, a continued one, or every member of a ``sweep``.
 """
 from __future__ import annotations
@@ -81,11 +82,12 @@ class TrainSpec:
     penalty_mask: Hashable = None
     drop_remainder: bool = False
     eval_batch_size: int = 1024
+    shuffle: bool = True
 
     @classmethod
     def build(cls, model: Model, optimizer: Optional[optax.GradientTransformation], *, batch_size: int,
               loss: Any = "cross_entropy", task: Optional[str] = None, penalty_mask: Any = None,
-              drop_remainder: bool = False, eval_batch_size: int = 1024) -> "TrainSpec":
+              drop_remainder: bool = False, eval_batch_size: int = 1024, shuffle: bool = True) -> "TrainSpec":
         """Validate the arguments ``fit`` and ``sweep`` share and freeze them into a spec.
 
         Raises ``ValueError`` naming the argument (a loss that is neither a known name nor a callable with a
@@ -98,10 +100,12 @@ class TrainSpec:
                              f"got {type(optimizer).__name__}")
         if not isinstance(drop_remainder, bool):
             raise ValueError(f"drop_remainder must be a bool, got {drop_remainder!r}")
+        if not isinstance(shuffle, bool):
+            raise ValueError(f"shuffle must be a bool, got {shuffle!r}")
         loss_fn, task = resolve_loss(loss, task)
         model = model._replace(hparams=tuple(model.hparams))  # a list of names would make the spec unhashable
         spec = cls(model, optimizer, loss_fn, task, as_count(batch_size, "batch_size"), _freeze_mask(penalty_mask),
-                   drop_remainder, as_count(eval_batch_size, "eval_batch_size"))
+                   drop_remainder, as_count(eval_batch_size, "eval_batch_size"), shuffle)
         try:
             hash(spec)
         except TypeError as err:  # the program cache is keyed by the spec: say which part cannot be a key

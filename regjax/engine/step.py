@@ -120,15 +120,17 @@ def _split_batches(batches, mesh):
     return jax.lax.with_sharding_constraint(batches, batch_sharding(mesh))
 
 
-def epoch_fn(step: Callable, batch_size: int, *, drop_remainder: bool = False, data_mesh: Optional[Mesh] = None
-             ) -> Callable:
-    """The un-jitted epoch of ``make_epoch`` (to jit, vmap or nest in a bigger program)."""
+def epoch_fn(step: Callable, batch_size: int, *, drop_remainder: bool = False, data_mesh: Optional[Mesh] = None,
+             shuffle: bool = True) -> Callable:
+    """The un-jitted epoch of ``make_epoch`` (to jit, vmap or nest in a bigger program); ``shuffle=False``
+    batches the examples in their given order every epoch (``data_key`` unused)."""
 
     def epoch(state, x, y, data_key, hparams):
         # Shuffle and batch *indices*; each step gathers its own rows. Materialising the whole shuffled
         # training set first (188 MB read + written per Fashion-MNIST epoch) cost ~13% of an epoch on CPU.
         index_batches = _split_batches(
-            epoch_batches(data_key, jnp.arange(x.shape[0]), y, batch_size, drop_remainder=drop_remainder), data_mesh)
+            epoch_batches(data_key, jnp.arange(x.shape[0]), y, batch_size, drop_remainder=drop_remainder,
+                          shuffle=shuffle), data_mesh)
 
         def body(s, batch):
             idx, yb, weight = batch
@@ -149,14 +151,15 @@ def _jit(fn, mesh, **kwargs):
     return jax.jit(fn, **kwargs)
 
 
-def make_epoch(step: Callable, batch_size: int, *, drop_remainder: bool = False, data_mesh: Optional[Mesh] = None
-               ) -> Callable:
+def make_epoch(step: Callable, batch_size: int, *, drop_remainder: bool = False, data_mesh: Optional[Mesh] = None,
+               shuffle: bool = True) -> Callable:
     """``epoch(state, x, y, data_key, hparams) -> (state, summed metrics)``, jitted: shuffle with ``data_key``,
     batch, and ``lax.scan`` the step over the batches -- no Python loop, no host round trip. ``state`` is
     donated. The metrics also carry ``first_nonfinite`` (index in the epoch of the first step whose loss is not
     finite; 0 when every step is finite) so a divergence can be named to the step at no extra cost. With a
     ``data_mesh`` (``regjax.parallel.data_mesh``) each batch is split over its ``'data'`` axis: data parallelism."""
-    return _jit(epoch_fn(step, batch_size, drop_remainder=drop_remainder, data_mesh=data_mesh), data_mesh,
+    return _jit(epoch_fn(step, batch_size, drop_remainder=drop_remainder, data_mesh=data_mesh, shuffle=shuffle),
+                data_mesh,
                 donate_argnums=(0,))
 
 

@@ -107,7 +107,7 @@ def sweep(model: Model, optimizer: Optional[optax.GradientTransformation], data:
           vmap_size: Optional[int] = None, on_start: Optional[Callable[[], None]] = None,
           on_epoch: Optional[Callable] = None, after_epoch: Optional[Callable] = None,
           state: Optional[TrainState] = None, start_epoch: int = 0, history: Optional[SweepHistory] = None,
-          member_mesh: Optional[Mesh] = None) -> SweepResult:
+          member_mesh: Optional[Mesh] = None, shuffle: bool = True) -> SweepResult:
     """Train every member of ``members`` for ``epochs`` epochs in one compiled program; returns a
     ``SweepResult``. Arguments as ``regjax.engine.fit`` (which each member equals), plus:
 
@@ -132,7 +132,7 @@ def sweep(model: Model, optimizer: Optional[optax.GradientTransformation], data:
     chunk_size = None if chunk_size is None else as_count(chunk_size, "chunk_size")
     vmap_size = None if vmap_size is None else as_count(vmap_size, "vmap_size")
     spec = TrainSpec.build(model, optimizer, batch_size=batch_size, loss=loss, task=task, penalty_mask=penalty_mask,
-                           drop_remainder=drop_remainder, eval_batch_size=eval_batch_size)
+                           drop_remainder=drop_remainder, eval_batch_size=eval_batch_size, shuffle=shuffle)
     stacked = members.data_index is not None
     data = check_data(data, spec.task, stacked=stacked)
     if stacked and (members.data_index.min() < 0 or members.data_index.max() >= data[0].shape[0]):

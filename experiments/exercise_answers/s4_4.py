@@ -1,0 +1,197 @@
+"""§4.4 softmax regression from scratch, on the flattened images: 1 naive vs max-shifted softmax at logits 100 and
+below −100 (``regjax.losses``, optax), 2 cross-entropy as Σ yᵢ log ŷᵢ with one-hot labels (trained, timed, and
+its log 0), 5 validation loss against the learning rate and against the minibatch size (sweeps over seeds); the
+book's figure of misclassified test images. 3 and 4 are essays."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from regjax.engine import grid
+from regjax.losses import naive_softmax_cross_entropy, softmax_cross_entropy
+from regjax.models.adapters import scratch_softmax_regression
+from regjax.plots import plot_panels
+
+from .common import answer, figure, in_book_order, seeds_of, stats, table, timed, tiny
+from .s4_2 import image_grid
+
+SECTION, TITLE = "4.4", "Softmax regression from scratch"
+LRS = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
+BATCHES = [1, 8, 64, 256, 1024]
+D2L_LR, D2L_BATCH, D2L_STEPS = 0.1, 256, 10 * 235        # D2L: 10 epochs of 60000/256 batches
+
+
+def onehot_cross_entropy(logits, labels):
+    """−Σᵢ yᵢ log ŷᵢ with y one-hot and ŷ the (max-shifted) softmax: the definition, all q terms."""
+    y = jax.nn.one_hot(labels, logits.shape[-1])
+    return -jnp.sum(y * jnp.log(jax.nn.softmax(logits)), axis=-1)
+
+
+def _softmax_table() -> list:
+    naive_p = lambda o: jnp.exp(o) / jnp.exp(o).sum()
+    show = lambda p: "[" + ", ".join(f"{v:.4g}" for v in np.asarray(p)) + "]"
+    rows = []
+    for name, o, label in (("[1, 2, 3]", [1.0, 2.0, 3.0], 0), ("[100, 2, 3]", [100.0, 2.0, 3.0], 0),
+                           ("[-101, -102, -103]", [-101.0, -102.0, -103.0], 0),
+                           ("[-110, -111, -112]", [-110.0, -111.0, -112.0], 0),
+                           ("[-1000, 0, 1]", [-1000.0, 0.0, 1.0], 0), ("[-1000, 0, 1]", [-1000.0, 0.0, 1.0], 2)):
+        o = jnp.asarray(o, jnp.float32)
+        lab = jnp.asarray([label])
+        y = jax.nn.one_hot(lab[0], 3)
+        rows.append((name, label, show(naive_p(o)), show(jax.nn.softmax(o)),
+                     float(naive_softmax_cross_entropy(o[None], lab)[0]), float(softmax_cross_entropy(o[None], lab)[0]),
+                     float(optax.softmax_cross_entropy_with_integer_labels(o[None], lab)[0]),
+                     float(-jnp.sum(y * jnp.log(naive_p(o)))), float(-jnp.sum(y * jax.nn.log_softmax(o)))))
+    return rows
+
+
+def _time_losses(seed: int, repeats: int) -> list:
+    rows = []
+    for q in (10, 1000, 10000):
+        n = 4096 if q < 10000 else 1024
+        logits = jax.random.normal(jax.random.key(seed), (n, q))
+        labels = jax.random.randint(jax.random.key(seed + 1), (n,), 0, q)
+        times = {}
+        for name, fn in (("index", softmax_cross_entropy), ("onehot", onehot_cross_entropy)):
+            f = jax.jit(lambda o, y, fn=fn: jnp.mean(fn(o, y)))
+            times[name] = timed(lambda: f(logits, labels).block_until_ready(), repeats)
+        rows.append((q, n, 1e6 * times["index"] / n, 1e6 * times["onehot"] / n, times["onehot"] / times["index"]))
+    return rows
+
+
+def section(run):
+    args = run.args
+    ds = run.ds or run.load_images()
+    data = run.images(ds, flatten=True)
+    n, n_in = len(data[0]), data[0].shape[1]
+    seeds = seeds_of(args)[:tiny(run, args.seeds, 1)]
+    model = scratch_softmax_regression(n_in, 10)
+    where = f"{ds.name}, {n} training / {len(data[2])} test images"
+    out = []
+
+    # 1. numerical stability of softmax
+    rows1 = _softmax_table()
+    out.append(answer(
+        "§4.4.1", "Does the naive softmax work at an input of 100, or when all inputs are below −100? Fix it.",
+        f"No (float32): exp(100) = inf, so [100, 2, 3] gives inf/inf = {rows1[1][2]} and a loss of {rows1[1][4]}; "
+        f"at [−110, −111, −112] every exp underflows to 0 and 0/0 gives {rows1[3][2]} (loss {rows1[3][4]}); "
+        f"[−101, −102, −103] (exp(−101) ≈ 1.4e−44, a float32 denormal) gives {rows1[2][2]} on this CPU. "
+        f"Subtracting the largest entry first (softmax(o) = softmax(o − max o), exact because softmax is shift "
+        f"invariant) gives {rows1[1][3]} and {rows1[3][3]}, and the log-sum-exp loss "
+        f"(regjax.losses.softmax_cross_entropy) {rows1[1][5]:.4f} and {rows1[3][5]:.4f}, equal to optax's "
+        f"({rows1[1][6]:.4f}, {rows1[3][6]:.4f}).",
+        table=table(["logits", "label", "naive softmax", "max-shifted softmax", "naive CE", "regjax CE", "optax CE"],
+                    [r[:7] for r in rows1]), rows=rows1))
+
+    # 5a. learning rate (its lr-0.1 members are also ex. 2's reference)
+    timing = _time_losses(args.seed, tiny(run, 15, 2))
+    epochs5 = tiny(run, -(-D2L_STEPS // -(-n // D2L_BATCH)), 2)
+    lrs = tiny(run, LRS, [0.1, 1.0])
+    members = grid(seeds, lr=lrs)
+    res = run.sweep("4.4 learning rate", model, None, data, members, epochs=epochs5, batch_size=D2L_BATCH,
+                    progress_every=epochs5, checkpoint_interval_s=60.0)
+    te_m, te_s = stats(members, res.final("test_loss"), ["lr"])
+    tr_m, tr_s = stats(members, res.final("train_loss"), ["lr"])
+    best = int(np.nanargmin(te_m))
+    plot_a = plot_panels([{"series": {"validation": (lrs, te_m, te_s), "train": (lrs, tr_m, tr_s)}, "xlabel": "lr",
+                           "ylabel": "final loss", "xscale": "log", "yscale": "log",
+                           "title": f"{where}; {epochs5} epochs, batch {D2L_BATCH}"}],
+                         run.out / "ex_4_4_5_learning_rate.png", "§4.4 ex. 5a: loss against the learning rate")
+    n_div = int(np.sum(~res.history.alive))
+
+    # 2. cross-entropy as Σ y log ŷ, trained like the lr-0.1 members above
+    at = [j for j, c in enumerate(members.configs) if abs(c["lr"] - D2L_LR) < 1e-9]
+    res_o = run.sweep("4.4 one-hot CE", model, None, data, grid(seeds, lr=D2L_LR), epochs=epochs5,
+                      batch_size=D2L_BATCH, loss=onehot_cross_entropy, task="classification", progress_every=epochs5,
+                      checkpoint_interval_s=60.0)
+    li, lo = res.final("test_loss")[at], res_o.final("test_loss")
+    out.append(answer(
+        "§4.4.2", "Cross-entropy as Σ yᵢ log ŷᵢ: try it; why slower; should you use it; what to watch for?",
+        f"Trained on {where} ({epochs5} epochs, batch {D2L_BATCH}, lr {D2L_LR}, {len(seeds)} seeds) it gives the "
+        f"same model: final test loss {li.mean():.5f} (label indexing) vs {lo.mean():.5f} (one-hot sum), largest "
+        f"difference {np.max(np.abs(li - lo)):.1e}. It is slower because it builds the n × q one-hot matrix and "
+        f"takes the log of, multiplies and sums all q terms where indexing reads one: at q = {timing[0][0]} the "
+        f"one-hot loss costs {timing[0][4]:.1f}x the indexed one, at q = {timing[-1][0]} {timing[-1][4]:.1f}x "
+        f"(CPU, jitted, median; with 10 classes the loss is a small part of a training step). Use it only for soft "
+        f"labels (label smoothing, distillation), where y is not one-hot. Careful with the log's domain: log 0 = "
+        f"−inf, and 0·(−inf) = nan even where yᵢ = 0: with the naive softmax, logits [−1000, 0, 1] give "
+        f"{rows1[5][7]} for label 2 (ŷ₀ = 0 and 0·log 0) and {rows1[4][7]} for label 0, while log_softmax gives "
+        f"{rows1[5][8]:.4f} and {rows1[4][8]:.1f} (take log ŷ as o − logsumexp(o), never the log of a softmax).",
+        table=table(["classes q", "examples", "indexing µs/example", "one-hot µs/example", "one-hot / indexing"],
+                    timing), timing=timing, test_loss_index=li.tolist(), test_loss_onehot=lo.tolist()))
+
+    # 5b. minibatch size (one sweep per batch size, the same epochs and lr)
+    bsizes = [b for b in tiny(run, BATCHES, [256]) if b <= n]
+    epochs_b = tiny(run, 50, 1)
+    rows_b = []
+    for b in bsizes:
+        r = run.sweep(f"4.4 batch {b}", model, None, data, grid(seeds, lr=D2L_LR), epochs=epochs_b, batch_size=b,
+                      progress_every=epochs_b, checkpoint_interval_s=60.0)
+        rows_b.append((b, epochs_b * -(-n // b), float(np.nanmean(r.final("train_loss"))),
+                       float(np.nanstd(r.final("train_loss"))), float(np.nanmean(r.final("test_loss"))),
+                       float(np.nanstd(r.final("test_loss"))), float(np.nanmean(r.final("test_accuracy")))))
+    rb = np.array([r[1:] for r in rows_b], float)
+    series_b = {"validation": (bsizes, rb[:, 3], rb[:, 4]), "train": (bsizes, rb[:, 1], rb[:, 2])}
+    plot_b = plot_panels([{"series": series_b,
+                           "xlabel": "minibatch size", "ylabel": "final loss", "xscale": "log", "yscale": "log",
+                           "title": f"{epochs_b} epochs, lr {D2L_LR}, {len(seeds)} seeds"}],
+                         run.out / "ex_4_4_5_batch_size.png", "§4.4 ex. 5b: loss against the minibatch size")
+    out.append(answer(
+        "§4.4.5", "Plot validation loss against the learning rate; does loss change with the minibatch size?",
+        f"(a) {where}, {epochs5} epochs at batch {D2L_BATCH} (D2L's {D2L_STEPS} SGD steps), {len(seeds)} seeds: "
+        f"validation loss {te_m[0]:.3f} ± {te_s[0]:.3f} at lr {lrs[0]:g}, lowest {te_m[best]:.3f} ± "
+        f"{te_s[best]:.3f} at lr {lrs[best]:g}, {te_m[-1]:.3f} ± {te_s[-1]:.3f} at lr {lrs[-1]:g} ({n_div} "
+        f"members diverged; ex_4_4_5_learning_rate.png): {_lr_effect(lrs, te_m, te_s, best)}. (b) At lr "
+        f"{D2L_LR} for {epochs_b} epochs "
+        f"(table; ex_4_4_5_batch_size.png): validation "
+        f"loss {rows_b[0][4]:.3f} ± {rows_b[0][5]:.3f} at batch {bsizes[0]} ({rows_b[0][1]} steps), "
+        f"{rows_b[-1][4]:.3f} ± {rows_b[-1][5]:.3f} at {bsizes[-1]} ({rows_b[-1][1]} steps); train loss "
+        f"{rows_b[0][2]:.3f} -> {rows_b[-1][2]:.3f}. With epochs fixed, the batch size mainly sets the number of "
+        f"steps: {_batch_effect(rows_b)}.", plot_a,
+        table=table(["batch", "SGD steps", "train loss", "± std", "validation loss", "± std", "val. accuracy"], rows_b),
+        lrs=lrs, test_mean=te_m.tolist(), test_std=te_s.tolist(), train_mean=tr_m.tolist(), batch_rows=rows_b,
+        batch_plot=str(plot_b)))
+
+    # the book's figure: misclassified test images (the lr 0.1 member of the first seed)
+    i = next(j for j, c in enumerate(members.configs) if abs(c["lr"] - D2L_LR) < 1e-9)
+    params = jax.tree_util.tree_map(lambda a: a[i], res.state.params)
+    logits, _ = model.apply(params, {}, data[2], key=None, train=False, hparams={"lr": D2L_LR})
+    pred = np.asarray(jnp.argmax(logits, -1))
+    wrong = np.flatnonzero(pred != data[3])[:18]
+    names = ds.class_names or tuple(str(c) for c in range(10))
+    shape = ds.x_test.shape[1:3]
+    if len(wrong):
+        plot_f = image_grid(ds.x_test[wrong].reshape(len(wrong), *shape),
+                            [f"{names[data[3][j]]}\n→ {names[pred[j]]}" for j in wrong], run.out / "book_4_4_wrong.png",
+                            f"§4.4: misclassified {ds.name} test images (true → predicted)", 2, 9)
+        out.append(figure("4.4", "wrong", f"Misclassified {ds.name} test images, true label above the prediction, "
+                          f"softmax regression lr {D2L_LR} after {epochs5} epochs ({int((pred != data[3]).sum())} of "
+                          f"{len(pred)} wrong)", plot_f, wrong=int((pred != data[3]).sum())))
+    return in_book_order(out)
+
+
+def _batch_effect(rows) -> str:
+    """Where the validation loss differs from the best batch size's by more than the seed spread."""
+    best = min(rows, key=lambda r: r[4])
+    worse = [r[0] for r in rows if r[4] - best[4] > np.hypot(r[5], best[5])]
+    if not worse:
+        return "every batch size is within the seed spread of the best"
+    return (f"the best validation loss is at batch {best[0]}; batch {', '.join(map(str, worse))} "
+            f"{'is' if len(worse) == 1 else 'are'} worse by more than the seed spread")
+
+
+def _lr_effect(lrs, mean, std, best) -> str:
+    """What the learning-rate curve shows on either side of its minimum."""
+    parts = []
+    if best > 0:
+        parts.append(f"smaller rates leave the model undertrained in the fixed steps (lr {lrs[0]:g}: "
+                     f"{mean[0] / mean[best]:.1f}x the best)")
+    if best < len(lrs) - 1:
+        beyond = mean[-1] - mean[best] > np.hypot(std[-1], std[best])
+        parts.append(f"above lr {lrs[best]:g} the loss rises again, to {mean[-1]:.3f} at lr {lrs[-1]:g} "
+                     f"({'beyond' if beyond else 'within'} the seed spread)")
+    else:
+        parts.append("the largest rate tried is the best: the stable range extends further")
+    return "; ".join(parts)
