@@ -78,8 +78,9 @@ def stats(members, values, by) -> tuple:
 
 
 def mean_std(values) -> str:
+    """``mean ± std`` with the sample std (ddof 1, as ``group_stats``): the convention of every ± here."""
     v = np.asarray(values, float)
-    return f"{v.mean():.4f} ± {v.std():.4f}"
+    return f"{v.mean():.4f} ± {(v.std(ddof=1) if v.size > 1 else 0.0):.4f}"
 
 
 def trend(values) -> str:
