@@ -18,11 +18,11 @@ from regjax.models.scratch import mlp_layers
 __all__ = ["weight_decay_problem", "mlp_hidden", "hidden_variances", "predict_with_dropout", "without_biases"]
 
 
-def weight_decay_problem(seed: int, n_train: int = 20, n_test: int = 100, d: int = 200) -> Tuple[Data, Model]:
+def weight_decay_problem(seed: int, n_train: int = 20, n_test: int = 100, d: int = 200,
+                         noise: float = 0.01) -> Tuple[Data, Model]:
     """D2L §3.7's problem as ``experiments/weight_decay.py`` draws it for ``--seed``: ``(data, model)`` with
-    ``y = 0.01·Σx + 0.05 + 0.01·ε`` (data key ``seed_keys(seed)[0]``) and the linear model with N(0, 1) weights."""
-    x, y = synthetic_linear(seed_keys(seed)[0], 0.01 * jnp.ones(d), 0.05, n_train + n_test,
-                            0.01)
+    ``y = 0.01·Σx + 0.05 + noise·ε`` (data key ``seed_keys(seed)[0]``) and the linear model with N(0, 1) weights."""
+    x, y = synthetic_linear(seed_keys(seed)[0], 0.01 * jnp.ones(d), 0.05, n_train + n_test, noise)
     data = (x[:n_train], y[:n_train], x[n_train:], y[n_train:])
     return data, scratch_linreg(d, weight_init=jax.nn.initializers.normal(1.0))
 

@@ -1,0 +1,84 @@
+"""Noise injection beyond inverted dropout, for D2L §5.6's exercises 6 and 7 ("Dropout").
+
+* ``dropconnect`` (Wan et al. 2013, "Regularization of Neural Networks using DropConnect"): dropout applied to
+  the individual *weights* of a weight matrix instead of the activations. Each weight is kept with probability
+  ``1 - rate`` and scaled by ``1 / (1 - rate)``, so ``E[dropconnect(W)] = W``.
+* ``gaussian_dropout`` (Srivastava et al. 2014, §10): multiplicative Gaussian noise ``x * (1 + σ ε)``,
+  ``ε ~ N(0, 1)``, with ``σ² = rate / (1 - rate)`` -- the variance of inverted dropout's multiplier at the same
+  ``rate``, so both have mean ``x`` and variance ``x² rate / (1 - rate)``.
+
+Pure functions: the key and the ``train`` flag are explicit; ``rate`` may be traced (vmapped sweeps). As with
+``regjax.dropout``, ``rate`` is the probability of *dropping*; evaluation (``train=False``) is the identity.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+
+from regjax._checks import check_in_range, concrete_float
+from regjax.base import Array, ArrayLike, PRNGKey
+
+__all__ = ["dropconnect", "gaussian_dropout"]
+
+
+def _needs_noise(x: ArrayLike, rate: Any, key: Optional[PRNGKey], train: bool, what: str) -> bool:
+    """Check the arguments; ``False`` when the call is the identity (eval mode or a concrete rate 0)."""
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be a Python bool (static under jit), got {type(train).__name__}")
+    check_in_range(rate, "rate", 0.0, 1.0)
+    if not train or concrete_float(rate, "rate") == 0.0:
+        return False
+    if key is None:
+        raise ValueError(f"{what}: key is required when train=True and rate > 0 (pass a fresh jax.random key)")
+    if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating):
+        raise TypeError(f"{what}: needs a floating-point array, got dtype {jnp.asarray(x).dtype}")
+    return True
+
+
+def dropconnect(w: ArrayLike, rate: Any, key: Optional[PRNGKey], *, train: bool) -> Array:
+    """DropConnect on a weight array: ``M ⊙ W / (1 - rate)`` with ``M_ij ~ Bernoulli(1 - rate)`` i.i.d.
+
+    ``E[output] = W``; each entry is either ``0`` or ``W_ij / (1 - rate)``. One call draws one mask: a dense
+    layer ``x @ dropconnect(W, rate, key, train=True)`` shares it across the rows of the minibatch (Wan et al.'s
+    fast per-minibatch variant; a mask per example would multiply the layer's memory by the batch size).
+    Compare dropout of the layer's *input* units, which drops whole rows of ``W`` at once.
+
+    Args:
+      w: weights (any shape, floating point).
+      rate: drop probability in ``[0, 1]``; may be traced. ``rate == 1`` gives zeros with finite gradients.
+      key: a ``jax.random`` key (required when ``train`` and the rate is not a concrete 0); fresh per step.
+      train: ``False`` returns ``w`` unchanged. A Python bool.
+    """
+    if not _needs_noise(w, rate, key, train, "dropconnect"):
+        return w
+    w = jnp.asarray(w)
+    keep_prob = 1.0 - jnp.asarray(rate, dtype=w.dtype)
+    keep = jax.random.bernoulli(key, keep_prob, w.shape)
+    safe = jnp.where(keep_prob > 0, keep_prob, 1.0)  # no 0 * inf = NaN (nor in the gradient) at rate 1
+    scale = jnp.where(keep_prob > 0, 1.0 / safe, 0.0)
+    return jnp.where(keep, w * scale, jnp.zeros_like(w))
+
+
+def gaussian_dropout(x: ArrayLike, rate: Any, key: Optional[PRNGKey], *, train: bool) -> Array:
+    """Multiplicative Gaussian noise matched to dropout: ``x ⊙ (1 + σ ε)``, ``ε ~ N(0, I)``, ``σ² = rate/(1-rate)``.
+
+    Same mean (``x``) and variance (``x² rate / (1 - rate)``) as inverted dropout at ``rate``, but the
+    multiplier is continuous: no unit is ever switched off exactly. ``rate`` must be < 1 (σ → ∞); a concrete
+    ``rate == 1`` raises ``ValueError``, a traced one gives ``inf``/``NaN`` (the caller's responsibility).
+
+    Args:
+      x: activations (any shape, floating point).
+      rate: the dropout rate whose variance to match, in ``[0, 1)``; may be traced.
+      key: a ``jax.random`` key (required when ``train`` and the rate is not a concrete 0); fresh per step.
+      train: ``False`` returns ``x`` unchanged. A Python bool.
+    """
+    if concrete_float(rate, "rate") == 1.0:
+        raise ValueError("gaussian_dropout: rate must be < 1 (the matched variance rate/(1-rate) is infinite)")
+    if not _needs_noise(x, rate, key, train, "gaussian_dropout"):
+        return x
+    x = jnp.asarray(x)
+    rate = jnp.asarray(rate, dtype=x.dtype)
+    sigma = jnp.sqrt(rate / (1.0 - rate))
+    return x * (1.0 + sigma * jax.random.normal(key, x.shape, x.dtype))
