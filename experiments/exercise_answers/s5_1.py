@@ -149,7 +149,8 @@ def section(run):
         "§5.1.7", "Provide an example where the gradients vanish for the sigmoid activation function.",
         f"σ'(x) = σ(x)(1 − σ(x)) is at most 0.25 (at 0) and {dsig[-1]:.2e} at x = ±10: a unit whose pre-activation "
         f"is large in magnitude (e.g. weights init too large, or inputs of scale 10) passes almost no gradient back. "
-        f"Even at best, 10 stacked sigmoid layers scale the gradient by at most 0.25¹⁰ = {depth_prod:.1e}.",
+        f"Through 10 stacked sigmoid layers the σ' factors alone contribute at most 0.25¹⁰ = {depth_prod:.1e} (the "
+        f"weight matrices multiply in too: with operator norms ≤ 1, the whole gradient is scaled by at most that).",
         table=table(["x"] + [f"{p:g}" for p in pts], [["σ'(x)"] + [f"{v:.3e}" for v in dsig]]),
         sigmoid_grad=dict(zip(map(float, pts), map(float, dsig)))))
     return in_book_order(out)

@@ -124,9 +124,10 @@ def section(run):
         f"{ratio(last['xla_train'], last['formula_train'])} (training), "
         f"{ratio(last['xla_predict'], last['formula_predict'])} (prediction). XLA keeps "
         f"{last['train_temp_floats_per_example']:.0f} "
-        f"floats of temporaries per example in training (≈ {last['train_temp_floats_per_example'] / h:.1f}·h: "
-        f"hidden-layer buffers such as z, h and ∂J/∂h, as XLA's buffer assignment lets them coexist; the n·q logit "
-        f"buffers are fused away) against the formula's 2h + 2q. The parameter terms dominate "
+        f"floats of temporaries per example in training (≈ {last['train_temp_floats_per_example'] / h:.1f}·h) "
+        f"against the formula's 2h + 2q = {2 * h + 2 * q}; the memory analysis gives only this total, not which "
+        f"buffers (z, h, ∂J/∂h, the n·q logits and their gradient) XLA's buffer assignment keeps alive at once. "
+        f"The parameter terms dominate "
         f"at small n, the activation terms at large n, where training needs ≈ "
         f"{ratio(last['xla_train'], last['xla_predict'])}x the memory of prediction.",
         table=table(["batch n", "train, formula MiB", "train, XLA MiB", "predict, formula MiB", "predict, XLA MiB",
@@ -153,7 +154,7 @@ def section(run):
         f"Differentiating the backward graph adds a second pass through forward + backward (forward-over-reverse): "
         f"a Hessian-vector product costs a small constant times a gradient, while the full Hessian needs one such "
         f"pass per parameter (P = {P}) and P² = {P * P} entries of memory. Measured on this CPU (2 shared cores, "
-        f"batch {nb}, fastest of {repeats} calls): gradient {base * 1e6:.0f} µs, Hessian-vector product "
+        f"batch {nb}, fastest of {repeats} calls, {repeats // 2} for the full Hessian): gradient {base * 1e6:.0f} µs, Hessian-vector product "
         f"{times['Hessian-vector product'] * 1e6:.0f} µs ({times['Hessian-vector product'] / base:.1f}x), full "
         f"Hessian {times['full Hessian'] * 1e6:.0f} µs ({times['full Hessian'] / base:.0f}x), vs P × one "
         f"Hessian-vector product = "

@@ -82,9 +82,9 @@ def _equal_init(run, seeds):
                 k = np.asarray(res.state.params["dense0"]["kernel"])          # (members, inputs, hidden)
                 gaps[iname] = float(np.max(k.max(axis=2) - k.min(axis=2)))  # largest gap between two units
                 spread = f"{gaps[iname]:.2g}"
-            data[(pname, iname)] = (float(np.mean(metric)), float(np.std(metric)))
+            data[(pname, iname)] = (float(np.mean(metric)), _sd(metric))
             rows.append([pname, iname, "test MSE" if loss == "squared" else "test accuracy",
-                         f"{np.mean(metric):.4g} ± {np.std(metric):.2g}", spread])
+                         f"{np.mean(metric):.4g} ± {_sd(metric):.2g}", spread])
     f = lambda p, i: f"{data[(p, i)][0]:.4g}" if (p, i) in data else "n/a"
     return answer(
         "§5.4.2", "Can all weight parameters in linear regression or softmax regression be initialized to the same "
@@ -132,6 +132,10 @@ def _product_bounds(run):
         prod = prod @ m
         s = np.linalg.svd(prod, compute_uv=False)
         conds.append(s[0] / s[-1])
+    limit = 1 / np.finfo(np.float64).eps
+    first = next((k + 1 for k, c in enumerate(conds) if c > limit), None)
+    singular = ("" if first is None else f"; from {first} matrices on κ exceeds 1/eps = {limit:.1e}: the product "
+                f"is numerically singular and the computed κ is no longer meaningful")
     ok = all(w["upper"] <= 1 + 1e-9 and w["lower"] >= 1 - 1e-9 and w["rho"] <= 1 + 1e-9 for w in worst.values())
     return answer(
         "§5.4.3", "Analytic bounds on the eigenvalues of a product of two matrices: what do they say about "
@@ -142,8 +146,9 @@ def _product_bounds(run):
         f"above, ≥ 1 below). So the gradient through L layers, a product of L Jacobians, can have a condition number "
         f"as large as the product of theirs: it grows geometrically with depth unless every factor keeps its "
         f"singular values near 1 (orthogonal-like layers, variance-preserving init). The book's 4x4 matrices: κ of "
-        f"the product is {conds[0]:.3g} after 1, {conds[4]:.3g} after 5, {conds[9]:.3g} after 10 and "
-        f"{conds[-1]:.3g} after {len(conds)} matrices (float64) -- the product collapses towards rank 1.",
+        f"the product is {_kappa(conds[0])} after 1, {_kappa(conds[4])} after 5, {_kappa(conds[9])} after 10 and "
+        f"{_kappa(conds[-1])} after {len(conds)} matrices (float64{singular}) -- the product collapses towards "
+        f"rank 1.",
         table=table(["n", "pairs", "max σ_max(AB)/(σ_max(A)σ_max(B))", "min σ_min(AB)/(σ_min(A)σ_min(B))",
                      "max ρ(AB)/(σ_max(A)σ_max(B))", "max κ(AB)/(κ(A)κ(B))", "median κ(A)", "median κ(AB)"], rows),
         worst=worst, product_condition=conds)
@@ -174,7 +179,7 @@ def _lars(run, seeds):
             raw = res.final("test_accuracy")
             final = np.nan_to_num(raw, nan=0.0)  # a diverged member scores 0
             at = lambda a, lr: a[[c["lr"] == lr for c in members.configs]]
-            acc[(regime, name)] = [(float(np.mean(at(final, lr))), float(np.std(at(final, lr)))) for lr in lrs]
+            acc[(regime, name)] = [(float(np.mean(at(final, lr))), _sd(at(final, lr))) for lr in lrs]
             diverged[(regime, name)] = [int(np.isnan(at(raw, lr)).sum()) for lr in lrs]
         panels.append({"series": {n: (lrs, [m for m, _ in acc[(regime, n)]], [s for _, s in acc[(regime, n)]])
                                   for n in opts}, "xlabel": "learning rate", "ylabel": "final test accuracy",
@@ -202,3 +207,16 @@ def _lars(run, seeds):
         table=table(["lr"] + [f"{r}: {n}" for r, n in acc], rows), learning_rates=lrs,
         accuracy={f"{r} / {n}": v for (r, n), v in acc.items()},
         diverged={f"{r} / {n}": v for (r, n), v in diverged.items()})
+
+
+def _sd(values) -> float:
+    """Sample std over seeds (ddof 1, the convention of every ± here); 0 for one seed."""
+    v = np.asarray(values, float)
+    return float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def _kappa(c: float) -> str:
+    """A float64 condition number; beyond 1/eps only its bound is meaningful."""
+    limit = 1 / np.finfo(np.float64).eps
+    return f"> {limit:.1e} (numerically singular)" if c > limit else f"{c:.3g}"
+

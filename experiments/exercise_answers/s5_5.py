@@ -63,10 +63,18 @@ def section(run):
 
     xt, yt = jnp.asarray(x_test), jnp.asarray(y_test)
     accuracy = jax.jit(jax.vmap(lambda p: jnp.mean(jnp.argmax(model.apply(p, {}, xt)[0], -1) == yt)))
-    test_acc = []
+    x_fit = xs[tr]
+    predict = jax.jit(jax.vmap(lambda p: jnp.argmax(model.apply(p, {}, x_fit)[0], -1)))
+    test_acc, fit_split = [], []
+    noise_idx = np.array([NOISES.index(c["noise"]) for c in members.configs])
+    wrong = np.stack([lab[tr] != np.asarray(y)[tr] for lab in labels])[noise_idx]      # (members, n_tr)
+    given = np.stack([lab[tr] for lab in labels])[noise_idx]                          # the labels trained on
 
     def measure(epoch, state, history):
         test_acc.append(np.asarray(accuracy(state.params)))
+        hit = np.asarray(predict(state.params)) == given                               # fits its own label
+        fit_split.append(np.array([[h[~w].mean(), h[w].mean() if w.any() else np.nan]
+                                   for h, w in zip(hit, wrong)]))                     # (members, clean/corrupted)
 
     res = run.sweep("5.5 early stopping", model, None, data, members, epochs=epochs, batch_size=32,
                     progress_every=epochs, after_epoch=measure)
@@ -75,6 +83,9 @@ def section(run):
     test = np.full_like(val_acc, np.nan)
     if test_acc:
         test[-len(test_acc):] = np.stack(test_acc)                 # a resumed run measured only its own epochs
+    split = np.full(val_acc.shape + (2,), np.nan)                   # (epochs, members, clean/corrupted)
+    if fit_split:
+        split[-len(fit_split):] = np.stack(fit_split)
     E = val_acc.shape[0]
     noise_of = np.array([c["noise"] for c in members.configs])
 
@@ -88,7 +99,8 @@ def section(run):
             saved = np.array([E - s for s, _ in stops])
             summary[(f, p)] = {"stop": float(np.mean([s for s, _ in stops])), "kept_test": float(np.mean(kept)),
                                "end_test": float(np.mean(end)), "gain": float(np.mean(kept - end)),
-                               "gain_std": float(np.std(kept - end)), "saved": float(np.mean(saved))}
+                               "gain_std": float(np.std(kept - end, ddof=1)) if len(cols) > 1 else 0.0,
+                               "saved": float(np.mean(saved))}
             s = summary[(f, p)]
             rows.append([f"{f:.0%}", p, f"{s['stop']:.1f}", f"{s['kept_test']:.4f}", f"{s['end_test']:.4f}",
                          f"{s['gain']:+.4f} ± {s['gain_std']:.4f}", f"{s['saved']:.0f} of {E}"])
@@ -112,18 +124,20 @@ def section(run):
         "§5.5.4", "What factor differentiates cases when early stopping leads to big improvements in "
         "generalization?",
         f"Label noise (more generally: whether the training labels can be fit only by memorizing). {ds.name}, MLP "
-        f"256-256 trained {E} epochs on {len(tr)} images, {len(seeds)} seeds; early stopping with patience {p0} on a "
+        f"256-256 trained {E} epochs on {len(tr)} images ({n_val} held out for validation, {len(y_test)} test "
+        f"images), {len(seeds)} seeds; early stopping with patience {p0} on a "
         f"held-out quarter (its labels equally noisy), keeping the best validation epoch's weights. Test accuracy "
         f"gained over training to the end: {g(0.0)['gain']:+.4f} ± {g(0.0)['gain_std']:.4f} with clean labels, "
         f"{g(0.2)['gain']:+.4f} ± {g(0.2)['gain_std']:.4f} with 20% noise, {g(0.4)['gain']:+.4f} ± "
         f"{g(0.4)['gain_std']:.4f} with 40% (final training accuracy on the noisy labels {fit[0.0]:.3f} / "
-        f"{fit[0.2]:.3f} / {fit[0.4]:.3f}: the network memorizes the wrong labels late, after the "
-        f"clean pattern is learned, and that is what stopping avoids). Training stopped at epoch "
-        f"{g(0.0)['stop']:.0f} / {g(0.2)['stop']:.0f} / {g(0.4)['stop']:.0f} of {E}.", plot,
+        f"{fit[0.2]:.3f} / {fit[0.4]:.3f}). {_memorization(split, noise_of, 0.4, summary[(0.4, p0)]['stop'])} "
+        f"Training stopped at epoch {g(0.0)['stop']:.0f} / {g(0.2)['stop']:.0f} / {g(0.4)['stop']:.0f} of {E}.", plot,
         table=table(["label noise", "patience", "stop epoch (mean)", "test acc, kept epoch", "test acc, last epoch",
                      "gain (mean ± std over seeds)", "epochs saved"], rows),
         summary={f"noise {f}, patience {p}": v for (f, p), v in summary.items()}, peak_test=peak,
-        final_train_accuracy=fit)]
+        final_train_accuracy=fit, fit_clean_subset={f: np.nanmean(split[:, noise_of == f, 0], 1).tolist()
+                                                    for f in NOISES},
+        fit_corrupted_subset={f: np.nanmean(split[:, noise_of == f, 1], 1).tolist() for f in NOISES if f > 0})]
     gap = {f: fit[f] - g(f)["end_test"] for f in NOISES}
     out.append(answer(
         "§5.5.2", "Why might early stopping be considered a regularization technique?",
@@ -156,3 +170,28 @@ def section(run):
         f"saving {g(0.0)['saved'] / E:.0%} / {g(0.2)['saved'] / E:.0%} / {g(0.4)['saved'] / E:.0%} of the training "
         f"time; it also removes the number of epochs as a hyperparameter to tune separately.", plot))
     return in_book_order(out)
+
+
+def _memorization(split, noise_of, f: float, stop: float) -> str:
+    """When the training examples whose labels were kept are fit, against when the corrupted ones' (wrong) labels
+    are: per-epoch training accuracy on each subset, mean over seeds, at noise ``f``."""
+    clean = np.nanmean(split[:, noise_of == f, 0], axis=1)
+    bad = np.nanmean(split[:, noise_of == f, 1], axis=1)
+    if not np.isfinite(clean).any() or not np.isfinite(bad).any():
+        return "(The per-subset fit was not measured in this run.)"
+    first = lambda a, t: next((e + 1 for e, v in enumerate(a) if v >= t), None)
+    e_c, e_b = first(clean, 0.9), first(bad, 0.5)
+    at = min(max(int(round(stop)), 1), len(clean)) - 1
+    when = lambda e: f"epoch {e}" if e else f"no epoch of {len(clean)}"
+    if e_b is None:
+        order = "the wrong labels are never half memorized"
+    elif e_c is not None and e_b > e_c:
+        order = f"the wrong labels are memorized {e_b - e_c} epochs after the clean pattern is learned"
+    else:
+        order = "the wrong labels are not memorized later than the clean pattern is learned"
+    avoided = bad[at] < bad[-1] - 0.1
+    return (f"Training accuracy measured every epoch on the two parts of the {f:.0%}-noise training set (mean over "
+            f"seeds): the examples with their true labels reach 0.9 at {when(e_c)}, the corrupted examples' wrong "
+            f"labels 0.5 at {when(e_b)}: {order}. At the mean early-stopping epoch ({at + 1}) the fits are "
+            f"{clean[at]:.3f} (clean) and {bad[at]:.3f} (corrupted), at the end {clean[-1]:.3f} and {bad[-1]:.3f}"
+            f"{': stopping avoids most of that memorization' if avoided else ''}.")
