@@ -130,7 +130,8 @@ def ex4_rank(run, seeds):
         f"smallest eigenvalue {ev[0]:.1e} (largest {ev[-1]:.0f}), so the normal equations have no unique solution "
         f"-- every w with w₁ + w₂ = 2 fits equally well. Adding N(0, {sigma}²) noise to the entries makes it "
         f"invertible: smallest eigenvalue {ev_noisy[0]:.3f}, close to the expected nσ² = {n * sigma ** 2:.3f}, since "
-        f"E[(X + E)ᵀ(X + E)] = XᵀX + nσ²I (on the noisy columns) -- ridge regression in disguise. SGD "
+        f"E[(X + E)ᵀ(X + E)] = XᵀX + nσ²·diag(1, 1, 1, 0) (the ones column gets no noise) -- ridge regression in "
+        f"disguise. SGD "
         f"fits the data (w₁ + w₂ = {mean_std(sums)} over all runs), but the gradient moves w₁ and w₂ by the "
         f"same amount, so w₁ − w₂ "
         f"never changes from its initial value: the solution depends on the init, and only a small init lands near "
@@ -179,20 +180,23 @@ def ex5_laplace(run, seeds):
     for label, v in traj.items():
         groups.setdefault(label.rsplit(" seed", 1)[0], []).append(v)
     ep = np.arange(1, epochs + 1)
-    curves = {g: (ep, np.mean(v, 0), np.std(v, 0)) for g, v in groups.items()}
+    curves = {g: (ep, np.mean(v, 0), np.std(v, 0, ddof=1) if len(v) > 1 else None) for g, v in groups.items()}
     plot = plot_panels([{"series": curves, "xlabel": "epoch", "ylabel": "‖(ŵ, b̂) − LAD optimum‖", "yscale": "log",
                          "title": f"L1 loss, batch 10, {len(seeds)} seeds"}],
                        run.out / "ex_3_1_5_laplace.png", "§3.1 ex. 5: Laplace noise, L1 loss")
     rows = [[g, mean_std([t[-1] for t in v]), f"{np.mean([np.std(t[len(t) // 2:]) for t in v]):.2e}"]
             for g, v in groups.items()]
     last = {g: np.mean([t[-1] for t in v]) for g, v in groups.items()}
+    shrink = last["fixed lr 0.1"] / last["fixed lr 0.01"]
+    scaling = ("about proportional to lr" if 7 <= shrink <= 14 else
+               f"{'less' if shrink < 7 else 'more'} than proportional to lr" if shrink > 1 else "not smaller at all")
     return answer(
         "§3.1.5", "Laplace noise: the NLL, a closed form?, and minibatch SGD -- what goes wrong near the optimum?",
         f"−log P(y|X) = Σ|yᵢ − xᵢᵀw − b| + n log 2: the L1 loss. No closed form (it is a linear program; the "
         f"solution is a regression median). SGD on the L1 loss takes steps of size lr·sign(residual) whatever the "
         f"distance to the optimum, so near it a fixed lr keeps hopping: after {epochs} epochs the distance to the "
         f"LAD optimum (IRLS) is {last['fixed lr 0.1']:.3g} at lr 0.1 and {last['fixed lr 0.01']:.3g} at lr 0.01 "
-        f"(a plateau that shrinks {last['fixed lr 0.1'] / last['fixed lr 0.01']:.1f}× for a 10× smaller lr), while "
+        f"(a plateau that shrinks {shrink:.1f}× for a 10× smaller lr: {scaling}), while "
         f"a decaying lr (0.1 × 0.7 per epoch) gets to "
         f"{last[next(g for g in last if g.startswith('lr'))]:.3g}. Fixes: decay the lr, average iterates, or a "
         f"smooth loss such as Huber's near 0.", plot,

@@ -8,6 +8,7 @@ import numpy as np
 
 from regjax.data.batching import epoch_batches, num_batches
 from regjax.data.synthetic import synthetic_linear
+from regjax.engine import epoch_key, run_keys
 from regjax.models.adapters import scratch_linreg
 
 from .common import answer, in_book_order, table, tiny
@@ -27,6 +28,31 @@ def linear_data(seed: int, n: int, n_test: int = 200, noise: float = NOISE, w=TR
 
 def record(run, what: str, n: int, **extra) -> None:
     run.set_dataset({"name": f"synthetic_linear ({what})", "n_train": n, **extra}, n_train=n)
+
+
+def pm(values) -> str:
+    """``mean ± std`` over seeds in 3 significant digits, the std with ddof 1 (as ``common.mean_std``)."""
+    v = np.asarray(values, float)
+    return f"{v.mean():.3g} ± {(v.std(ddof=1) if v.size > 1 else 0.0):.2g}"
+
+
+def book_batch_sizes(n: int, batch_size: int) -> list:
+    """The sizes of the minibatches D2L's from-scratch ``get_dataloader`` (§3.3) yields: ``indices[i: i + batch]``
+    for i = 0, batch, 2·batch, ... -- a plain Python generator, re-implemented here to count them."""
+    indices = list(range(n))
+    return [len(indices[i: i + batch_size]) for i in range(0, n, batch_size)]
+
+
+def _dropped(seed: int, n: int, batch: int, epochs: int) -> list:
+    """The examples drop_remainder=True leaves out in each of the first ``epochs`` epochs of ``run.fit`` with seed
+    ``seed``: the engine's own shuffle keys (epoch_key(run_keys(key).data, e)) and batching."""
+    data_key = run_keys(jax.random.key(seed)).data
+    out = []
+    for e in range(epochs):
+        used = np.asarray(epoch_batches(epoch_key(data_key, e), np.arange(n), np.zeros(n), batch,
+                                        drop_remainder=True).x).ravel()
+        out.append(sorted(set(range(n)) - set(used.tolist())))
+    return out
 
 
 def wb(res) -> tuple:
@@ -50,16 +76,23 @@ def section(run):
         counts = np.asarray(b.weight).sum(axis=1)
         rows.append([str(drop), num_batches(n, batch, drop), int(state.step), int(counts.sum()), int(counts[-1]),
                      batch * len(counts) - int(counts.sum()), float(hist.final()["train_loss"])])
+    book = book_batch_sizes(n, batch)
+    dropped = _dropped(args.seed, n, batch, 3)
+    same = [len(set(dropped[0]) & set(d)) for d in dropped[1:]]
     out.append(answer(
         "§3.3.1", "What happens if the number of examples cannot be divided by the batch size? How to change it?",
-        f"{n} examples in batches of {batch}: by default (drop_remainder=False, like PyTorch's drop_last=False) an "
-        f"epoch takes {rows[0][2]} steps and the last batch holds only {rows[0][4]} real examples (padded to "
-        f"{batch} with {rows[0][5]} weight-0 rows, so it is averaged over its true size); drop_remainder=True "
-        f"takes {rows[1][2]} steps and drops {n - rows[1][3]} examples of each epoch (a different {n - rows[1][3]} "
-        f"each epoch, as the permutation changes). The argument is drop_remainder in fit/sweep (drop_last in "
-        f"PyTorch's DataLoader).",
+        f"{n} examples in batches of {batch}: D2L's from-scratch get_dataloader (indices[i: i + {batch}]) yields "
+        f"{len(book)} minibatches, the last one shorter ({book[-1]} examples). The engine, by default "
+        f"(drop_remainder=False, like PyTorch's drop_last=False), also takes {rows[0][2]} steps per epoch: its last "
+        f"batch holds {rows[0][4]} real examples, padded to {batch} with {rows[0][5]} weight-0 rows, so it is "
+        f"averaged over its true size; drop_remainder=True takes {rows[1][2]} steps and leaves out "
+        f"{n - rows[1][3]} examples each epoch -- in the engine's first 3 epochs (seed {args.seed}) examples "
+        f"{dropped[0]}, {dropped[1]} and {dropped[2]}, of which {same[0]} and {same[1]} are epoch 0's: "
+        f"{'a different set each epoch, as the permutation changes' if max(same) < n - rows[1][3] else 'the same ones'}"
+        f". The argument is drop_remainder in fit/sweep (drop_last in PyTorch's DataLoader).",
         table=table(["drop_remainder", "batches (formula)", "engine steps in 1 epoch", "examples used",
-                     "last batch size", "padding rows", "train loss after 1 epoch"], rows), rows=rows))
+                     "last batch size", "padding rows", "train loss after 1 epoch"], rows), rows=rows,
+        book_batch_sizes=book, dropped=dropped))
 
     # 3/4. generators: a fresh key per call gives new data, the same key the same data
     key = jax.random.key(args.seed)

@@ -8,12 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from regjax import losses as regjax_losses
 from regjax.engine import grid, init_members
 from regjax.losses import squared_loss
 from regjax.plots import plot_panels
 
 from .common import answer, in_book_order, seeds_of, table, tiny
-from .s3_3 import LINREG, NOISE, TRUE_B, TRUE_W, linear_data, record, wb
+from .s3_3 import LINREG, NOISE, TRUE_B, TRUE_W, linear_data, pm, record, wb
 
 SECTION, TITLE = "3.5", "Concise implementation of linear regression"
 BIG_BATCH, SIGMA = 100, 0.5
@@ -31,9 +32,9 @@ def book_huber(y_hat, y):
     return jnp.where(r > SIGMA, r - SIGMA / 2, r ** 2 / (2 * SIGMA))
 
 
-def mean_std(values) -> str:
-    v = np.asarray(values, float)
-    return f"{v.mean():.3g} ± {v.std():.2g}"
+def _sd(values: np.ndarray):
+    """The std over seeds along axis 1 (ddof 1), or None (no band) with one seed."""
+    return values.std(1, ddof=1) if values.shape[1] > 1 else None
 
 
 def _theta(state) -> np.ndarray:
@@ -58,16 +59,17 @@ def ex1_sum_vs_mean(run, seeds, data, epochs):
     diff = float(np.abs(m - s).max())
     status = res.history.member_status()
     same_lr = [status[i] for i in np.flatnonzero(~scaled)]
-    rows = [["mean", lr, mean_std(mean.final("train_loss")), "completed"],
-            ["sum", f"{lr}/{BIG_BATCH}", mean_std(res.final("train_loss")[scaled]), "completed"],
-            ["sum", lr, mean_std(res.final("train_loss")[~scaled]), ", ".join(same_lr)]]
+    rows = [["mean", lr, pm(mean.final("train_loss")), "completed"],
+            ["sum", f"{lr}/{BIG_BATCH}", pm(res.final("train_loss")[scaled]), "completed"],
+            ["sum", lr, pm(res.final("train_loss")[~scaled]), ", ".join(same_lr)]]
     return answer(
-        "§3.5.1", "Aggregate (sum) vs average loss over the minibatch: how must the learning rate change?",
-        f"The sum's gradient is B times the mean's, so the lr must be divided by the batch size B = {BIG_BATCH}: "
-        f"with lr {lr}/{BIG_BATCH} on the sum the parameters after every epoch match lr {lr} on the mean to "
-        f"{diff:.1e} ({'float round-off' if diff < 1e-4 else 'NOT equal'}) over {epochs} epochs and "
-        f"{len(seeds)} seeds. Keeping lr {lr} on the sum is "
-        f"an effective lr of {lr * BIG_BATCH:g}: {same_lr.count('diverged')} of {len(same_lr)} such runs diverged.",
+        "§3.5.1", "Replace the minibatch's aggregate (sum) loss by its average: how must the learning rate change?",
+        f"Multiply it by the batch size B: the average's gradient is the sum's divided by B = {BIG_BATCH}, so lr η "
+        f"on the sum takes the same steps as lr B·η on the average. Measured both ways round: lr {lr} on the "
+        f"average and lr {lr}/{BIG_BATCH} on the sum give parameters that match after every epoch to {diff:.1e} "
+        f"({'float round-off' if diff < 1e-4 else 'NOT equal'}) over {epochs} epochs and {len(seeds)} seeds; "
+        f"lr {lr} on the sum instead is lr {lr * BIG_BATCH:g} on the average: {same_lr.count('diverged')} of "
+        f"{len(same_lr)} such runs diverged.",
         table=table(["loss", "lr", "final train loss", "status"], rows), max_param_diff=diff, rows=rows)
 
 
@@ -88,13 +90,21 @@ def ex2_huber(run, seeds, data, epochs):
         for s in sets:
             pick = np.array([c["data"] == s["data"] for c in members.configs])
             rows.append([name, s["data"], f"[{w[pick, 0].mean():.3f}, {w[pick, 1].mean():.3f}]",
-                         mean_std(np.abs(b[pick] - TRUE_B)), mean_std(np.linalg.norm(w[pick] - TRUE_W, axis=-1))])
+                         pm(np.abs(b[pick] - TRUE_B)), pm(np.linalg.norm(w[pick] - TRUE_W, axis=-1))])
+    provided = [n for n in dir(optax.losses) if not n.startswith("_")]
+    regression = [n for n in ("squared_error", "l2_loss", "huber_loss", "log_cosh") if n in provided]
+    ours = [n for n in regjax_losses.__all__ if n.endswith("loss") or n.endswith("entropy")]
     return answer(
-        "§3.5.2", "Replace the squared loss with Huber's robust loss (the book's σ form).",
-        f"The book's loss equals optax.huber_loss(δ = σ) / σ (max difference {gap:.1e} on [−3, 3]); passed to the "
-        f"engine as a callable with task='regression'. With y₅ = 10000, |b̂ − b| is {rows[1][3]} under the squared "
-        f"loss and {rows[3][3]} under Huber (regular data: {rows[0][3]} and {rows[2][3]}); §3.4.8 compares it "
-        f"with the L1 loss too.", table=table(["loss", "data", "ŵ (mean)", "\\|b̂ − b\\|", "‖ŵ − w‖"], rows), rows=rows)
+        "§3.5.2", "Which loss functions does the framework provide? Replace the squared loss with Huber's (σ form).",
+        f"optax {optax.__version__}'s optax.losses exports {len(provided)} functions: {', '.join(provided)} -- for "
+        f"regression {', '.join(regression)}; regjax.losses adds {', '.join(ours)}, and the engine takes "
+        f"'squared', 'l1', 'cross_entropy' by name or any per-example callable. "
+        f"The book's Huber loss equals optax.huber_loss(δ = σ) / σ (max difference {gap:.1e} on [−3, 3]); passed "
+        f"to the engine as a callable with task='regression'. With y₅ = 10000, |b̂ − b| is {rows[1][3]} under the "
+        f"squared loss and {rows[3][3]} under Huber (regular data: {rows[0][3]} and {rows[2][3]}); §3.4.8 "
+        f"compares it with the L1 loss too.",
+        table=table(["loss", "data", "ŵ (mean)", "\\|b̂ − b\\|", "‖ŵ − w‖"], rows), rows=rows,
+        optax_losses=provided)
 
 
 def ex3_gradient(run, data, seed):
@@ -135,7 +145,7 @@ def ex4_lr_epochs(run, seeds, data, epochs):
     curves = {}
     for lr in lrs:
         pick = np.array([np.isclose(c["lr"], lr) for c in members.configs])
-        curves[f"lr {lr}"] = (ep, err[:, pick].mean(1), err[:, pick].std(1))
+        curves[f"lr {lr}"] = (ep, err[:, pick].mean(1), _sd(err[:, pick]))
     curves["least squares (the data's limit)"] = (ep, np.full(epochs, ls_err))
     plot = plot_panels([{"series": curves, "xlabel": "epoch", "ylabel": "‖(ŵ, b̂) − (w, b)‖", "yscale": "log",
                          "title": f"batch 10, n = {len(data[0])}, {len(seeds)} seeds"}],
@@ -174,14 +184,14 @@ def ex5_amount(run, seeds):
     gap = float(np.max(np.abs(werr - ls) / ls))
     slope_w = float(np.polyfit(np.log(sizes), np.log(werr.mean(1)), 1)[0])
     slope_b = float(np.polyfit(np.log(sizes), np.log(berr.mean(1)), 1)[0])
-    plot = plot_panels([{"series": {"‖ŵ − w‖": (sizes, werr.mean(1), werr.std(1)),
-                                    "|b̂ − b|": (sizes, berr.mean(1), berr.std(1)),
+    plot = plot_panels([{"series": {"‖ŵ − w‖": (sizes, werr.mean(1), _sd(werr)),
+                                    "|b̂ − b|": (sizes, berr.mean(1), _sd(berr)),
                                     "‖ŵ − w‖ closed form": (sizes, ls.mean(1)),
                                     "σ/√n": (sizes, NOISE / np.sqrt(sizes))},
                          "xlabel": "number of examples n", "ylabel": "estimation error", "xscale": "log",
                          "yscale": "log", "title": f"noise σ = {NOISE}, {len(seeds)} data draws"}],
                        run.out / "ex_3_5_5_data_amount.png", "§3.5 ex. 5: estimation error vs amount of data")
-    rows = [[n, mean_std(werr[i]), mean_std(berr[i]), f"{ls[i].mean():.4g}"] for i, n in enumerate(sizes)]
+    rows = [[n, pm(werr[i]), pm(berr[i]), f"{ls[i].mean():.4g}"] for i, n in enumerate(sizes)]
     return answer(
         "§3.5.5", "Plot the estimation error of ŵ and b̂ against the amount of data; why log spacing?",
         f"Trained to convergence (full-batch steps, so minibatch noise does not hide the statistical error) on "
