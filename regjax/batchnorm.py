@@ -7,6 +7,11 @@ every axis except the last (the feature/channel axis). (d2l's JAX scratch BN red
 Moving averages follow D2L: ``new = momentum * old + (1 - momentum) * batch`` with ``momentum = 0.9``, the
 same as ``flax.linen.BatchNorm(momentum=0.9)``; PyTorch's ``momentum=0.1`` is this ``momentum=0.9``.
 Variance is the biased (population) one, as in D2L and Flax, for both normalisation and the moving average.
+
+"Lite" variants (D2L §8.5 exercise 4), ``mode=``: ``"full"`` (BN), ``"mean"`` (only centre: ``γ(x − μ) + β``) and
+``"variance"`` (only scale: ``γ x / sqrt(σ² + eps) + β``, σ² still the variance around the batch mean). Every mode
+keeps both moving statistics with the same formula, so the state has one layout and evaluation uses the moving
+counterparts of exactly the statistics that training used.
 """
 from __future__ import annotations
 
@@ -18,7 +23,9 @@ import jax.numpy as jnp
 from regjax._checks import check_in_range
 from regjax.base import Array, ArrayLike
 
-__all__ = ["batch_norm_init", "batch_norm"]
+__all__ = ["batch_norm_init", "batch_norm", "BN_MODES"]
+
+BN_MODES = ("full", "mean", "variance")
 
 
 def batch_norm_init(num_features: int, dtype: Any = jnp.float32) -> Tuple[dict, dict]:
@@ -34,18 +41,11 @@ def batch_norm_init(num_features: int, dtype: Any = jnp.float32) -> Tuple[dict, 
     return params, state
 
 
-def batch_norm(x: ArrayLike, params: dict, state: dict, *, train: bool, momentum: Any = 0.9, eps: Any = 1e-5,
-               axis_name: Optional[str] = None) -> Tuple[Array, dict]:
-    """Normalise ``x`` per feature; return ``(y, new_state)``.
-
-    ``y = scale * (x - μ) / sqrt(σ² + eps) + bias`` where, in training, μ and σ² are the batch mean and biased
-    variance over all axes but the last (averaged across the mapped axis ``axis_name`` with ``lax.pmean`` for
-    cross-device BN), and ``new_state = momentum * state + (1 - momentum) * (μ, σ²)``. In evaluation μ, σ² are
-    the moving statistics and the state is returned unchanged.
-    """
+def _check_inputs(x: Array, params: dict, state: dict, train: Any, mode: Any) -> None:
     if not isinstance(train, bool):
         raise TypeError(f"train must be a Python bool (static under jit), got {type(train).__name__}")
-    x = jnp.asarray(x)
+    if not isinstance(mode, str) or mode not in BN_MODES:
+        raise ValueError(f"mode must be one of {BN_MODES}, got {mode!r}")
     if x.ndim not in (2, 4):
         raise ValueError(
             f"x must be (N, C) or NHWC (N, H, W, C); got an array of rank {x.ndim} with shape {x.shape}"
@@ -60,6 +60,23 @@ def batch_norm(x: ArrayLike, params: dict, state: dict, *, train: bool, momentum
                     f"{tree_name}[{name!r}] has shape {jnp.shape(tree[name])} but x has {num_features} "
                     f"features on its last axis (layout (N, C) or NHWC)"
                 )
+
+
+def batch_norm(x: ArrayLike, params: dict, state: dict, *, train: bool, momentum: Any = 0.9, eps: Any = 1e-5,
+               axis_name: Optional[str] = None, mode: str = "full") -> Tuple[Array, dict]:
+    """Normalise ``x`` per feature; return ``(y, new_state)``.
+
+    ``y = scale * (x - μ) / sqrt(σ² + eps) + bias`` where, in training, μ and σ² are the batch mean and biased
+    variance over all axes but the last (averaged across the mapped axis ``axis_name`` with ``lax.pmean`` for
+    cross-device BN), and ``new_state = momentum * state + (1 - momentum) * (μ, σ²)``. In evaluation μ, σ² are
+    the moving statistics and the state is returned unchanged.
+
+    ``mode`` (D2L §8.5 exercise 4, "lite" BN): ``"full"`` as above; ``"mean"`` only centres,
+    ``y = scale * (x - μ) + bias``; ``"variance"`` only rescales, ``y = scale * x / sqrt(σ² + eps) + bias``. The
+    state is updated by the same formula in every mode (both moving statistics), so modes share one layout.
+    """
+    x = jnp.asarray(x)
+    _check_inputs(x, params, state, train, mode)
     check_in_range(momentum, "momentum", 0.0, 1.0)
     check_in_range(eps, "eps", 0.0, float("inf"), low_open=True, high_open=True)
 
@@ -78,5 +95,6 @@ def batch_norm(x: ArrayLike, params: dict, state: dict, *, train: bool, momentum
         }
     else:
         mean, var, new_state = state["mean"], state["var"], state
-    y = (x - mean) * jax.lax.rsqrt(var + eps) * params["scale"] + params["bias"]
-    return y, new_state
+    centred = x if mode == "variance" else x - mean
+    y = centred if mode == "mean" else centred * jax.lax.rsqrt(var + eps)
+    return y * params["scale"] + params["bias"], new_state

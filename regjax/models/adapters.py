@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import jax
 
 from regjax.base import ArrayLike, Model
+from regjax.batchnorm import BN_MODES
 from regjax.models import from_flax_variables, linen, scratch, to_flax_variables
 
 __all__ = ["scratch_linreg", "scratch_softmax_regression", "scratch_mlp", "scratch_lenet_bn", "linen_model",
@@ -49,12 +50,18 @@ def scratch_mlp(num_inputs: int = 784, hidden: Sequence[int] = (256, 256), num_o
 
 
 def scratch_lenet_bn(num_classes: int = 10, image_shape: Sequence[int] = (28, 28, 1), weight_init: Any = "xavier",
-                     use_bn: bool = True) -> Model:
-    """D2L §8.5's LeNet with BatchNorm (``use_bn=False``: without); its BN statistics are the ``model_state``."""
-    def apply(params, ms, x, *, key=None, train=False, hparams=None):
-        return scratch.lenet_bn(params, ms, x, train=train, use_bn=use_bn)
+                     use_bn: Any = True, bn_mode: str = "full") -> Model:
+    """D2L §8.5's LeNet with BatchNorm; its BN statistics are the ``model_state``. ``use_bn``: a bool (all or no
+    BN layers; ``False`` is plain LeNet) or 4 bools (BN after conv0, conv1, dense0, dense1; only those layers
+    get BN params/state); ``bn_mode``: ``"full"``, or the "lite" ``"mean"`` / ``"variance"`` BN of §8.5 ex. 4."""
+    flags = scratch.lenet_bn_flags(use_bn)  # refuses a bad pattern now, not at the first call
+    if not isinstance(bn_mode, str) or bn_mode not in BN_MODES:
+        raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
 
-    return Model(lambda key: scratch.init_lenet_bn(key, num_classes, image_shape, weight_init), apply)
+    def apply(params, ms, x, *, key=None, train=False, hparams=None):
+        return scratch.lenet_bn(params, ms, x, train=train, use_bn=flags, bn_mode=bn_mode)
+
+    return Model(lambda key: scratch.init_lenet_bn(key, num_classes, image_shape, weight_init, use_bn=flags), apply)
 
 
 def linen_model(module: Any, example_x: ArrayLike) -> Model:

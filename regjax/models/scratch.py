@@ -9,6 +9,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn  # only its pure pooling function
 
 from regjax.base import Array, ArrayLike, PRNGKey, PyTree
@@ -20,7 +21,7 @@ __all__ = [
     "init_linreg", "linreg",
     "init_softmax_regression", "softmax_regression",
     "init_mlp", "mlp", "mlp_layers",
-    "init_lenet_bn", "lenet_bn",
+    "init_lenet_bn", "lenet_bn", "lenet_bn_flags",
 ]
 
 
@@ -115,26 +116,44 @@ def mlp(params: PyTree, x: ArrayLike, *, key: Optional[PRNGKey] = None, train: b
 
 _LENET_CONVS = (("conv0", 6), ("conv1", 16))
 _LENET_DENSES = (("dense0", 120), ("dense1", 84))
+_LENET_BN_LAYERS = 4
+
+
+def lenet_bn_flags(use_bn: Any) -> Tuple[bool, bool, bool, bool]:
+    """``use_bn`` as four flags (BN after conv0, conv1, dense0, dense1): a bool is all or none; a sequence of 4
+    bools picks layers (D2L §8.5 exercise 3). Anything else is a ``ValueError`` naming ``use_bn``."""
+    if isinstance(use_bn, (bool, np.bool_)):
+        return (bool(use_bn),) * _LENET_BN_LAYERS
+    if isinstance(use_bn, (str, bytes)) or not isinstance(use_bn, Sequence) or len(use_bn) != _LENET_BN_LAYERS \
+            or not all(isinstance(f, (bool, np.bool_)) for f in use_bn):
+        raise ValueError(f"use_bn must be a bool or a sequence of {_LENET_BN_LAYERS} bools (BN after conv0, conv1, "
+                         f"dense0, dense1), got {use_bn!r}")
+    return tuple(bool(f) for f in use_bn)
 
 
 def init_lenet_bn(key: PRNGKey, num_classes: int = 10, image_shape: Sequence[int] = (28, 28, 1),
-                  weight_init: Any = "xavier") -> Tuple[PyTree, PyTree]:
+                  weight_init: Any = "xavier", use_bn: Any = True) -> Tuple[PyTree, PyTree]:
     """LeNet-5 with BN (D2L §8.5): returns ``(params, state)``.
 
     conv0 5×5×6 → BN → sigmoid → avgpool 2 → conv1 5×5×16 → BN → sigmoid → avgpool 2 → dense0 120 → BN →
-    sigmoid → dense1 84 → BN → sigmoid → dense2 ``num_classes``. Kernels are HWIO (Flax's layout).
+    sigmoid → dense1 84 → BN → sigmoid → dense2 ``num_classes``. Kernels are HWIO (Flax's layout). ``use_bn``
+    (``lenet_bn_flags``): only the BN layers switched on get params ``bn{i}`` and state; the weights do not depend
+    on it (the same key gives the same conv/dense weights for every pattern).
     """
+    flags = lenet_bn_flags(use_bn)
     h, w, c = image_shape
     keys = iter(jax.random.split(key, 5))
     params, state = {}, {}
     for i, (name, out) in enumerate(_LENET_CONVS):
         params[name] = {"kernel": get_initializer(weight_init)(next(keys), (5, 5, c, out)), "bias": jnp.zeros((out,))}
-        params[f"bn{i}"], state[f"bn{i}"] = batch_norm_init(out)
+        if flags[i]:
+            params[f"bn{i}"], state[f"bn{i}"] = batch_norm_init(out)
         h, w, c = (h - 4) // 2, (w - 4) // 2, out
     fan_in = h * w * c
     for i, (name, out) in enumerate(_LENET_DENSES):
         params[name] = _dense_init(next(keys), fan_in, out, weight_init)
-        params[f"bn{i + 2}"], state[f"bn{i + 2}"] = batch_norm_init(out)
+        if flags[i + 2]:
+            params[f"bn{i + 2}"], state[f"bn{i + 2}"] = batch_norm_init(out)
         fan_in = out
     params["dense2"] = _dense_init(next(keys), fan_in, num_classes, weight_init)
     return params, state
@@ -146,22 +165,27 @@ def _conv(p, x):
 
 
 def lenet_bn(params: PyTree, state: PyTree, x: ArrayLike, *, train: bool, momentum: float = 0.9, eps: float = 1e-5,
-             axis_name: Optional[str] = None, use_bn: bool = True) -> Tuple[Array, PyTree]:
+             axis_name: Optional[str] = None, use_bn: Any = True, bn_mode: str = "full") -> Tuple[Array, PyTree]:
     """Apply LeNet-BN to NHWC images; returns ``(logits, new_state)``.
 
-    ``use_bn=False`` skips the normalisation (the contrast D2L draws); the BN params are then unused.
+    ``use_bn`` (a bool, or 4 bools for BN after conv0, conv1, dense0, dense1; ``lenet_bn_flags``) picks the BN
+    layers; ``use_bn=False`` is plain LeNet (the contrast D2L draws). BN params/state of layers switched off are
+    not read (``init_lenet_bn(..., use_bn=same)`` does not make them). ``bn_mode`` is ``batch_norm``'s ``mode``
+    ("full", or the "lite" "mean" / "variance" of D2L §8.5 exercise 4). The returned state holds the BN layers
+    that are on (all of ``state`` when none is).
     """
+    flags = lenet_bn_flags(use_bn)
     x = jnp.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"x must be NHWC images (N, H, W, C); got shape {x.shape}")
     new_state = {}
 
     def norm(i, h):
-        if not use_bn:
+        if not flags[i]:
             return h
         name = f"bn{i}"
         y, new_state[name] = batch_norm(h, params[name], state[name], train=train, momentum=momentum, eps=eps,
-                                        axis_name=axis_name)
+                                        axis_name=axis_name, mode=bn_mode)
         return y
 
     h = x
@@ -170,4 +194,4 @@ def lenet_bn(params: PyTree, state: PyTree, x: ArrayLike, *, train: bool, moment
     h = h.reshape((h.shape[0], -1))
     for i, (name, _) in enumerate(_LENET_DENSES):
         h = jax.nn.sigmoid(norm(i + 2, _dense(params[name], h)))
-    return _dense(params["dense2"], h), (new_state if use_bn else state)
+    return _dense(params["dense2"], h), ({**state, **new_state} if any(flags) else state)
