@@ -134,13 +134,6 @@ def _check_answers(payload, out, ids):
     assert json.loads((out / "results.json").read_text())["status"] == "completed"
 
 
-def test_exercises_section_37_answers_with_plots(tmp_path, load):
-    out = tmp_path / "ex"
-    payload = load("exercises")["main"](["--section", "3.7", "--epochs", "3", "--seeds", "2", "--out", str(out),
-                                         "--quiet"])
-    _check_answers(payload, out, ["§3.7.1", "§3.7.2", "§3.7.3"])
-
-
 @pytest.mark.slow
 def test_exercises_section_56(tmp_path, load):
     out = tmp_path / "ex"
