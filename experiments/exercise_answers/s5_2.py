@@ -1,5 +1,5 @@
 """§5.2 implementation of multilayer perceptrons: D2L's one-hidden-layer MLP (ReLU, N(0, 0.01²) weights, plain SGD
-lr 0.1) on run.load_images() (offline: the digits, 64 inputs), trained at batch 64 for 40 epochs (840 SGD steps;
+lr 0.1) on run.load_images() (offline: the digits, 64 inputs), trained at batch 64 for 40 epochs (880 SGD steps;
 see BATCH/EPOCHS): 1 width, 2 depth, 3 the one-neuron bottleneck, 4 learning rate x epochs, 5 a joint search
 (grid, random search and successive halving replayed on the per-epoch curves), 6 scratch vs Flax linen speed,
 7 aligned vs misaligned matmuls, 8 activations, 9 initializations; and the book's MLP diagram."""
@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import shutil
+import subprocess
 import time
 
 import jax
@@ -21,7 +24,7 @@ from .common import answer, figure, in_book_order, seeds_of, table, tiny
 
 SECTION, TITLE = "5.2", "Implementation of multilayer perceptrons"
 # D2L trains 10 epochs at batch 256 on 60,000 images: 2,350 SGD steps. The digits have 1,347 training images
-# (6 batches of 256 an epoch), so batch 64 (21 steps an epoch) for 40 epochs gives 840 steps -- enough for the
+# (6 batches of 256 an epoch), so batch 64 (22 steps an epoch, the last one partial) for 40 epochs gives 880 steps -- enough for the
 # test accuracy to level off (it moves by < 0.01 over the last 10 epochs) at a cost the 3-minute budget allows.
 BATCH, EPOCHS, LR, WIDTH = 64, 40, 0.1, 256
 TRAIN_CAP = 2000   # training images at most (Fashion-MNIST's 60,000 would not fit the time budget)
@@ -82,10 +85,11 @@ def section(run):
     out = [_book_figure(run, trainer.n_in)]
     out += _width_and_bottleneck(run, trainer, tiny(run, WIDTHS, [1, 16]), where)
     out.append(_depth(run, trainer, width, tiny(run, [1, 2, 3], [1]), where))
-    out.append(_learning_rate(run, trainer, width, tiny(run, LRS, [0.1, 1.0]), tiny(run, [5, 10, epochs], [1, 2]),
-                              where))
-    out.append(_joint_search(run, trainer, where))
-    out.append(_speed(run, trainer, tiny(run, SPEED_WIDTHS, [16]), tiny(run, SPEED_EPOCHS, [2])))
+    lr_answer, lr_curves = _learning_rate(run, trainer, width, tiny(run, LRS, [0.1, 1.0]),
+                                          tiny(run, [5, 10, epochs], [1, 2]), where)
+    out.append(lr_answer)
+    out.append(_joint_search(run, trainer, lr_curves, where))
+    out.append(_speed(run, trainer, tiny(run, SPEED_WIDTHS, [16]), tiny(run, SPEED_EPOCHS, [2]), tiny(run, 3, 1)))
     out.append(_matmul(run, tiny(run, MATMUL_SIZES, [64, 65]), tiny(run, 7, 2)))
     out.append(_activations(run, trainer, width, tiny(run, list(ACTIVATIONS), ["relu", "tanh"]), where))
     out.append(_inits(run, trainer, width, tiny(run, list(INITS), list(INITS)[:2]), where))
@@ -150,16 +154,20 @@ def _width_and_bottleneck(run, trainer, widths, where):
                          "title": f"{len(trainer.seeds)} seeds"}],
                        run.out / "ex_5_2_1_width.png", f"§5.2 ex. 1: accuracy vs width ({where})")
     big = widths[-1]
+    steps = trainer.epochs * -(-len(trainer.data[0]) // BATCH)
+    fits = train[big][0] > train[near][0]
     out = [answer(
         "§5.2.1", "Change the number of hidden units and plot how it affects accuracy. What is the best value?",
-        f"Test accuracy after {trainer.epochs} epochs ({len(trainer.seeds)} seeds) goes from "
-        f"{_fmt(test[widths[0]])} at width {widths[0]} to {_fmt(test[best])} at the best width, {best}"
-        + (f" (the widest, {big}: {_fmt(test[big])})" if big != best else "")
-        + f"; every width from {near} on is within one seed-std of the best, so past ~{near} units the width hardly "
-        f"matters on {run.ds.name}: capacity stops being the limit, and the seed-to-seed spread of the last SGD "
-        f"epoch (lr {LR}) is as large as the differences." + _book_width(test, best),
+        f"Test accuracy after {trainer.epochs} epochs ({steps} SGD steps of batch {BATCH} at lr {LR}, "
+        f"{len(trainer.seeds)} seeds) goes from {_fmt(test[widths[0]])} at width {widths[0]} to {_fmt(test[best])} "
+        f"at the best width, {best}" + (f" (the widest, {big}: {_fmt(test[big])})" if big != best else "")
+        + f"; every width from {near} on is within one seed-std of the best on {run.ds.name}. The last-epoch "
+        f"training accuracy {'still rises' if fits else 'does not rise'} past that "
+        f"({_fmt(train[near])} at {near}, {_fmt(train[big])} at {big})"
+        + (": within the same step budget wider nets fit the training set better, but the test accuracy gains "
+           "no more than the seed-to-seed spread." if fits else ".") + _book_width(test, best),
         plot, widths=widths, test_mean=[test[w][0] for w in widths], test_std=[test[w][1] for w in widths],
-        train_mean=[train[w][0] for w in widths], best_width=best)]
+        train_mean=[train[w][0] for w in widths], best_width=best, sgd_steps=steps)]
     out.append(_bottleneck(run, trainer, results, test, widths))
     return out
 
@@ -199,41 +207,64 @@ def _bottleneck(run, trainer, results, test, widths):
 # --- 2: depth ----------------------------------------------------------------------------------------------------
 
 def _depth(run, trainer, width, depths, where):
-    results = {d: trainer((width,) * d) for d in depths}
-    test = {d: _ms(r.final("test_accuracy")) for d, r in results.items()}
+    """Depth with D2L's N(0, 0.01²) init and with He init (Var = 2/fan_in), to separate depth from the init."""
+    inits = ["normal σ=0.01 (D2L)", "he"]
+    results = {(i, d): trainer((width,) * d, init=i) for i in inits for d in depths}
+    per = {k: r.final("test_accuracy") for k, r in results.items()}
+    test = {k: _ms(v) for k, v in per.items()}
     e = np.arange(1, trainer.epochs + 1)
-    curves = {d: r.history.metric("test_accuracy") for d, r in results.items()}
-    first = {d: _first_epoch(np.nanmean(c, axis=1), 0.5) for d, c in curves.items()}
-    plot = plot_panels([{"series": {f"{d} hidden layer{'s' * (d > 1)}": (e, np.nanmean(c, axis=1), np.nanstd(c, axis=1))
-                                    for d, c in curves.items()}, "xlabel": "epoch", "ylabel": "test accuracy",
-                         "title": f"width {width}, {len(trainer.seeds)} seeds"}],
+    curves = {k: r.history.metric("test_accuracy") for k, r in results.items()}
+    first = {k: _first_epoch(np.nanmean(c, axis=1), 0.5) for k, c in curves.items()}
+    short = {"normal σ=0.01 (D2L)": "σ=0.01", "he": "He"}
+    plot = plot_panels([{"series": {f"{d} layer{'s' * (d > 1)}": (e, np.nanmean(curves[i, d], axis=1),
+                                                                   np.nanstd(curves[i, d], axis=1)) for d in depths},
+                         "xlabel": "epoch", "ylabel": "test accuracy",
+                         "title": f"{short[i]} init, width {width}, {len(trainer.seeds)} seeds"} for i in inits],
                        run.out / "ex_5_2_2_depth.png", f"§5.2 ex. 2: adding hidden layers ({where})")
-    d_last = depths[-1]
+
+    def line(i):
+        return f"{short[i]} init: " + "; ".join(
+            f"{d} layer{'s' * (d > 1)} {_fmt(test[i, d])} ("
+            + (f"first ≥ 0.5 at epoch {first[i, d]}" if first[i, d] else f"never reaches 0.5 in {trainer.epochs} "
+               "epochs") + ")" for d in depths)
+
+    deep = [d for d in depths if d > depths[0]]
+    gaps = {(i, d): _paired(per[i, d], per[i, depths[0]]) for i in inits for d in deep}
+    worse = {i: [d for d in deep if gaps[i, d]["beyond"] and gaps[i, d]["mean"] < 0] for i in inits}
+    verdict = ""
+    if deep:
+        verdict = (" Paired per-seed differences from one layer of the same init: " + "; ".join(
+            f"{short[i]} {d} layers {_pd(gaps[i, d])}" for i in inits for d in deep) + ". So "
+            + ("the loss with depth at σ=0.01 comes from the init, not from depth itself: with He init the deeper "
+               "nets are not worse beyond the noise." if worse[inits[0]] and not worse["he"] else
+               "depth costs accuracy even with He init." if worse["he"] else
+               "no depth is worse than one layer beyond the noise with either init."))
     return answer(
         "§5.2.2", "Try adding a hidden layer to see how it affects the results.",
-        "Final test accuracy: " + "; ".join(f"{d} hidden layer{'s' * (d > 1)} {_fmt(test[d])} (first ≥ 0.5 at epoch "
-                                           f"{first[d] or 'never'})" for d in depths)
-        + f". With D2L's N(0, 0.01²) weights each extra ReLU layer of {width} units scales the signal by about "
-        f"0.01·√({width}/2) = {0.01 * math.sqrt(width / 2):.2f}, forward and backward, so a deeper net starts "
-        f"nearer zero output and zero gradient: " + _delay(first, depths, trainer.epochs)
-        + _versus(test[d_last], test[depths[0]], "one hidden layer") + f" after {trainer.epochs} epochs.",
-        plot, **{f"depth_{d}": test[d] for d in depths}, first_epoch_above_half=first)
+        f"Width {width}, lr {LR}, {len(trainer.seeds)} seeds. {line(inits[0])}. {line('he')}. With N(0, 0.01²) "
+        f"weights each extra ReLU layer of {width} units scales the signal by about 0.01·√({width}/2) = "
+        f"{0.01 * math.sqrt(width / 2):.2f}, forward and backward; He init keeps it at unit scale." + verdict,
+        plot, test={f"{short[i]} depth {d}": test[i, d] for i in inits for d in depths},
+        first_epoch_above_half={f"{short[i]} depth {d}": first[i, d] for i in inits for d in depths},
+        paired_vs_one_layer={f"{short[i]} depth {d}": gaps[i, d] for i in inits for d in deep})
 
 
-def _delay(first, depths, epochs) -> str:
-    deep, shallow = first[depths[-1]], first[depths[0]]
-    if (deep or 10 ** 9) <= (shallow or 10 ** 9):
-        return "here it does not delay learning, and "
-    return (f"the {depths[-1]}-layer net needs {deep or f'more than {epochs}'} epochs to reach 0.5 test accuracy "
-            f"against {shallow or 'never'} for one layer, and ")
+def _paired(a, b) -> dict:
+    """Per-seed differences a - b (same seeds, same order): mean, sample std, and whether the mean is beyond noise
+    (|mean| > 2 standard errors, 2·std/√n; a non-finite value, e.g. a diverged member, counts as beyond)."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if not np.isfinite(d).all():
+        return {"mean": math.nan, "std": math.nan, "n": int(d.size), "beyond": True}
+    sd = float(d.std(ddof=1)) if d.size > 1 else 0.0
+    return {"mean": float(d.mean()), "std": sd, "n": int(d.size),
+            "beyond": bool(abs(d.mean()) > 2 * sd / math.sqrt(d.size))}
 
 
-def _versus(a, b, name) -> str:
-    """How (mean, std) ``a`` ends against ``b``: within the seed spread, or above/below by how much."""
-    diff = a[0] - b[0]
-    if abs(diff) <= math.hypot(a[1], b[1]):
-        return f"it ends within the seed spread of {name} ({diff:+.4f})"
-    return f"it ends {abs(diff):.4f} {'above' if diff > 0 else 'below'} {name}"
+def _pd(p) -> str:
+    """A paired difference as text: ``+0.0120 ± 0.0180 (within noise)``."""
+    if not np.isfinite(p["mean"]):
+        return "n/a (diverged)"
+    return f"{p['mean']:+.4f} ± {p['std']:.4f} ({'beyond' if p['beyond'] else 'within'} noise)"
 
 
 def _first_epoch(curve, level):
@@ -244,47 +275,109 @@ def _first_epoch(curve, level):
 # --- 4: learning rate ----------------------------------------------------------------------------------------------
 
 def _learning_rate(run, trainer, width, lrs, budgets, where):
+    """Learning rates compared per epoch budget with paired per-seed differences (every lr runs the same seeds),
+    and the 'lr × epochs' budget tested on the per-epoch histories. Returns the answer and the per-lr curves
+    (epochs, seeds) for ex. 5."""
     members = grid(trainer.seeds, lr=lrs)
     res = run.sweep("5.2 lr", trainer.model((width,)), None, trainer.data, members, epochs=trainer.epochs,
                     batch_size=BATCH, progress_every=trainer.epochs)
     acc = res.history.metric("test_accuracy")
-    lr_of = np.asarray([c["lr"] for c in members.configs])
-    stats = {b: [_ms(acc[b - 1, lr_of == lr]) for lr in lrs] for b in budgets}
+    cfg = members.configs
+    cols = {lr: sorted((i for i, c in enumerate(cfg) if c["lr"] == lr), key=lambda i: cfg[i]["seed"]) for lr in lrs}
+    per = {lr: acc[:, cols[lr]] for lr in lrs}                  # (epochs, seeds), seeds in the same order
+    stats = {b: [_ms(per[lr][b - 1]) for lr in lrs] for b in budgets}
     best = {b: lrs[int(np.nanargmax([m[0] for m in stats[b]]))] for b in budgets}
-    diverged = {lr: int(sum(res.history.diverged_epoch[i] is not None for i in np.flatnonzero(lr_of == lr)))
-                for lr in lrs}
+    delta = {b: {lr: _paired(per[lr][b - 1], per[best[b]][b - 1]) for lr in lrs if lr != best[b]} for b in budgets}
+    ties = {b: [lr for lr, p in delta[b].items() if not p["beyond"]] for b in budgets}
+    diverged = {lr: int(sum(res.history.diverged_epoch[i] is not None for i in cols[lr])) for lr in lrs}
+    mean_curve = {lr: np.nanmean(per[lr], axis=1) for lr in lrs}
+    e = np.arange(1, trainer.epochs + 1)
     plot = plot_panels([{"series": {f"after {b} epochs": (lrs, [m[0] for m in stats[b]], [m[1] for m in stats[b]])
                                     for b in budgets}, "xlabel": "learning rate", "ylabel": "test accuracy",
-                         "xscale": "log", "title": f"width {width}, {len(trainer.seeds)} seeds"}],
+                         "xscale": "log", "title": f"width {width}, {len(trainer.seeds)} seeds"},
+                        {"series": {f"lr {lr}": (lr * e, mean_curve[lr]) for lr in lrs}, "xlabel": "lr × epochs",
+                         "ylabel": "test accuracy (seed mean)", "xscale": "log",
+                         "title": "same lr × epochs, same accuracy?"}],
                        run.out / "ex_5_2_4_learning_rate.png", f"§5.2 ex. 4: learning rate and epochs ({where})")
-    mean_curve = {lr: np.nanmean(acc[:, lr_of == lr], axis=1) for lr in lrs}
-    reach = {lr: _first_epoch(mean_curve[lr], 0.9) for lr in lrs}
+    levels = [0.5, 0.8]
+    reach = {(lr, v): _first_epoch(mean_curve[lr], v) for lr in lrs for v in levels}
+    rows = [[lr, *[_fmt(stats[b][i]) for b in budgets],
+             *[f"{reach[lr, v]} ({lr * reach[lr, v]:.3g})" if reach[lr, v] else "never" for v in levels], diverged[lr]]
+            for i, lr in enumerate(lrs)]
+    tab = table(["lr", *[f"test acc. after {b} epochs" for b in budgets],
+                 *[f"first epoch mean ≥ {v} (lr × epochs)" for v in levels], "diverged"], rows)
+    tab += "\n\n" + table(["lr", *[f"paired Δ vs best after {b} epochs" for b in budgets]],
+                           [[lr, *["best" if lr == best[b] else _pd(delta[b][lr]) for b in budgets]] for lr in lrs])
+    equal = _equal_budget(per, lrs, trainer.epochs)
+    if equal:
+        tab += "\n\n" + table(["lr × epochs", "lr (epochs): test accuracy", "all within noise of the best?"],
+                               [[f"{q:.3g}", "; ".join(f"{lr} ({ep}): {_fmt(m)}" for lr, ep, m in v["points"]),
+                                 "yes" if v["same"] else "no"] for q, v in equal.items()])
     lo, hi = budgets[0], budgets[-1]
+    text = (f"Width {width}, {len(trainer.seeds)} seeds ({where}); lrs compared by paired per-seed differences "
+            f"(all lrs run the same seeds; a difference counts when its mean exceeds 2 standard errors). "
+            + " ".join(f"After {b} epochs the best is lr {best[b]} ({_fmt(stats[b][lrs.index(best[b])])})"
+                       + (f", tied within noise with lr {', '.join(map(str, ties[b]))}." if ties[b] else
+                          ", ahead of every other lr beyond noise.") for b in budgets))
+    if not ties[lo]:
+        text += f" So for a short ({lo}-epoch) run lr {best[lo]} is the best of these."
+    scaling = _scaling_text(reach, lrs, levels, equal).strip()
+    text += (" " + scaling) if scaling else ""
     chance = [lr for lr in lrs if stats[hi][lrs.index(lr)][0] < 0.2 or diverged[lr]]
-    rows = [[lr, *[_fmt(stats[b][i]) for b in budgets], reach[lr] or "never", diverged[lr]] for i, lr in enumerate(lrs)]
-    tab = table(["lr", *[f"test acc. after {b} epochs" for b in budgets], "first epoch mean ≥ 0.9", "diverged"], rows)
-    slow = [lr for lr in lrs if reach[lr] is not None]
+    if chance:
+        text += f" At chance or diverged after {hi} epochs: lr {', '.join(map(str, chance))}."
     return answer(
         "§5.2.4", "How does the learning rate alter results? Which is best, and how does it relate to the epochs?",
-        f"Width {width}, {len(trainer.seeds)} seeds ({where}). Best lr by epoch budget: "
-        + ", ".join(f"{b} epochs → {best[b]} ({_fmt(stats[b][lrs.index(best[b])])})" for b in budgets) + ". "
-        + ("Epochs until the seed-mean test accuracy first reaches 0.9: "
-           + ", ".join(f"lr {lr}: {reach[lr]}" for lr in slow) + "; " if slow else "")
-        + (f"never within {hi} epochs for lr {', '.join(str(lr) for lr in lrs if reach[lr] is None)}. "
-           if len(slow) < len(lrs) else "")
-        + (f"At chance or diverged after {hi} epochs (too large a step): lr {', '.join(map(str, chance))}. "
-           if chance else "")
-        + "So the learning rate and the number of epochs are one budget: a smaller lr needs proportionally more "
-        "epochs for the same progress (roughly lr × steps), and the best lr for a short run is the largest one that "
-        "is still stable" + (f"; the best lr moves from {best[lo]} at {lo} epochs to {best[hi]} at {hi}."
-                             if best[lo] != best[hi] else f"; here {best[hi]} is best for every budget."),
-        plot, table=tab, lrs=lrs, **{f"test_mean_epoch_{b}": [m[0] for m in stats[b]] for b in budgets},
-        best_lr=best, diverged=diverged, first_epoch_above_09=reach)
+        text, plot, table=tab, lrs=lrs, **{f"test_mean_epoch_{b}": [m[0] for m in stats[b]] for b in budgets},
+        best_lr=best, ties=ties, paired_vs_best={b: {str(k): v for k, v in d.items()} for b, d in delta.items()},
+        diverged=diverged, first_epoch={f"{lr} ≥ {v}": reach[lr, v] for lr in lrs for v in levels},
+        equal_budget={str(q): v for q, v in equal.items()}), per
+
+
+def _equal_budget(per, lrs, epochs, products=(0.3, 1.2, 3.0)) -> dict:
+    """Accuracy at equal lr × epochs: for each product, the lrs for which product / lr is a whole epoch count in
+    1..epochs, their test accuracy there, and whether every lr is within paired noise of the best of them."""
+    out = {}
+    for q in products:
+        pts = [(lr, int(round(q / lr))) for lr in lrs if abs(q / lr - round(q / lr)) < 1e-6 and
+               1 <= round(q / lr) <= epochs]
+        if len(pts) < 2:
+            continue
+        vals = {lr: per[lr][ep - 1] for lr, ep in pts}
+        top = max(vals, key=lambda lr: np.nanmean(vals[lr]) if np.isfinite(vals[lr]).all() else -1)
+        same = all(not _paired(vals[lr], vals[top])["beyond"] for lr, _ in pts if lr != top)
+        out[q] = {"points": [(lr, ep, _ms(vals[lr])) for lr, ep in pts], "best": top, "same": same}
+    return out
+
+
+def _scaling_text(reach, lrs, levels, equal) -> str:
+    """Does accuracy depend on lr × epochs alone? From the first epoch each lr reaches a level and from equal
+    lr × epochs."""
+    parts = []
+    for v in levels:
+        got = [lr for lr in lrs if reach[lr, v]]
+        if len(got) >= 2:
+            prod = [lr * reach[lr, v] for lr in got]
+            parts.append(f"lr × epochs to first reach {v} (seed mean): "
+                         + ", ".join(f"{p:.3g} (lr {lr})" for lr, p in zip(got, prod))
+                         + f", a {max(prod) / min(prod):.1f}-fold range")
+    text = ("Test of the 'lr × epochs' budget: " + "; ".join(parts) + "." if parts else "")
+    if equal:
+        held = [q for q, v in equal.items() if v["same"]]
+        failed = {q: v for q, v in equal.items() if not v["same"]}
+        text += (f" At equal lr × epochs ({', '.join(f'{q:.3g}' for q in equal)}) the accuracies are "
+                 + ("alike within the paired noise for every product, so lr × epochs is one budget here."
+                    if not failed else
+                    f"not alike for {', '.join(f'{q:.3g}' for q in failed)} (best there: "
+                    + ", ".join(f"lr {v['best']}" for v in failed.values()) + ")"
+                    + (f", alike for {', '.join(f'{q:.3g}' for q in held)}" if held else "")
+                    + ", so lr and epochs are not interchangeable over the whole range (table)."))
+    return text
 
 
 # --- 5: joint search -------------------------------------------------------------------------------------------------
 
-def _joint_search(run, trainer, where):
+def _joint_search(run, trainer, lr_curves, where):
     """Grid over depth x width x lr with every epoch count read off the per-epoch history, selected on a validation
     split of the training set; random search and successive halving replayed on the same curves; the winner
     retrained with all seeds on the full training set and scored on the test set."""
@@ -317,8 +410,11 @@ def _joint_search(run, trainer, where):
     final = trainer.run.sweep("5.2 search best", trainer.model((best["width"],) * best["depth"]), None, trainer.data,
                               grid(trainer.seeds, lr=best["lr"]), epochs=best["epochs"], batch_size=BATCH,
                               progress_every=best["epochs"])
-    test = _ms(final.final("test_accuracy"))
-    baseline = _ms(trainer((tiny(run, WIDTH, 16),)).final("test_accuracy"))
+    per_seed = final.final("test_accuracy")             # grid(seeds, lr=one value): members in seed order
+    test = _ms(per_seed)
+    base_per_seed = trainer((tiny(run, WIDTH, 16),)).final("test_accuracy")
+    baseline = _ms(base_per_seed)
+    gain = _paired(per_seed, base_per_seed)
     n_grid = curves.size
     plot = _search_plot(run, curves, configs, halving, where)
     sh = configs[halving["winner"]]
@@ -338,21 +434,26 @@ def _joint_search(run, trainer, where):
         f"(epochs come free from the per-epoch history), selected on a validation split ({n_val} of the training "
         f"images, mean of {len(search_seeds)} seeds). (a) Best: {best['depth']} hidden layer(s) of {best['width']}, lr "
         f"{best['lr']}, {best['epochs']} epochs (validation accuracy {curves[k, e]:.4f}); retrained on all training "
-        f"images with {len(trainer.seeds)} seeds its test accuracy is {_fmt(test)} -- "
-        + _versus(test, baseline, f"D2L's setting (1×{tiny(run, WIDTH, 16)}, lr {LR}, {trainer.epochs} epochs: "
-                  f"{_fmt(baseline)})")
+        f"images with {len(trainer.seeds)} seeds its test accuracy is {_fmt(test)} (per seed "
+        f"{', '.join(f'{v:.3f}' for v in per_seed)}); paired gain over D2L's setting (1×{tiny(run, WIDTH, 16)}, lr "
+        f"{LR}, {trainer.epochs} epochs: {_fmt(baseline)}) {_pd(gain)}: "
+        + ("better beyond the seed noise" if gain["beyond"] and gain["mean"] > 0 else
+           "worse beyond the seed noise" if gain["beyond"] else "not better beyond the seed noise")
+        + _stability(best, lr_curves, trainer.epochs, tiny(run, WIDTH, 16))
         + f". (b) The grid grows multiplicatively -- {len(depths)}·{len(widths)}·{len(lrs)}·{trainer.epochs} here, "
         f"and every extra hyperparameter multiplies it again; {interact}; and the more configurations are compared "
         f"on one noisy validation set, the more the winner's score overstates it. (c) Random search "
-        f"samples configurations instead of enumerating them: {rand['trials']} random trials get within 0.01 of the "
-        f"grid's best validation accuracy in {rand['within']:.0%} of {rand['draws']} replays. Successive halving "
+        f"samples configurations instead of enumerating them: {rand['trials']} random (configuration, epoch count "
+        f"1-{trainer.epochs}) picks from the same grid get within 0.01 of its best validation accuracy in "
+        f"{rand['within']:.0%} of {rand['draws']} replays. Successive halving "
         f"(η = 3: train all for {halving['rungs'][0]} epochs, keep the best third, continue to "
         f"{halving['rungs'][1]}, keep a third, finish at {halving['rungs'][2]}), replayed exactly on the recorded "
         f"curves (a member's first epochs do not depend on how long it will run), picks {sh['depth']}×{sh['width']} "
         f"lr {sh['lr']} (validation {curves[halving['winner'], -1]:.4f} at epoch {trainer.epochs}) for "
         f"{halving['epoch_fraction']:.0%} of the grid's member-epochs ({halving['cost_fraction']:.0%} of its "
         f"parameter-weighted compute).", plot,
-        best=best, validation_accuracy=float(curves[k, e]), test=test, baseline=baseline, successive_halving=halving,
+        best=best, validation_accuracy=float(curves[k, e]), test=test, test_per_seed=[float(v) for v in per_seed],
+        baseline=baseline, paired_gain=gain, successive_halving=halving,
         random_search=rand, configs=configs)
 
 
@@ -374,14 +475,24 @@ def _successive_halving(curves, cost, eta=3):
 
 
 def _random_search(curves, rng, trials, draws=2000):
-    """How often ``trials`` random (configuration, epoch count ∈ {E/4, E/2, 3E/4, E}) picks come within 0.01 of
-    the grid's best validation accuracy."""
-    epochs = curves.shape[1]
-    budgets = sorted({max(1, round(epochs * f)) for f in (0.25, 0.5, 0.75, 1.0)})
-    points = curves[:, [b - 1 for b in budgets]].ravel()
+    """How often ``trials`` random (configuration, epoch count) picks -- drawn from the same (configuration, epoch
+    1..E) points the grid's maximum is taken over -- come within 0.01 of the grid's best validation accuracy."""
+    points = curves.ravel()
     found = points[rng.integers(0, points.size, (draws, trials))].max(axis=1)
     return {"trials": trials, "draws": draws, "within": float(np.mean(found >= curves.max() - 0.01)),
-            "median_found": float(np.median(found)), "epoch_budgets": budgets}
+            "median_found": float(np.median(found)), "epochs": [1, int(curves.shape[1])]}
+
+
+def _stability(best, lr_curves, epochs, width) -> str:
+    """A caveat from ex. 4 when the winner is ex. 4's network (1 hidden layer of ``width``) at one of its lrs:
+    that lr's test accuracy over seeds at the winner's epoch count and at the end of ex. 4's run."""
+    if best["depth"] != 1 or best["width"] != width or best["lr"] not in lr_curves or LR not in lr_curves:
+        return ""
+    c, end = lr_curves[best["lr"]], _ms(lr_curves[best["lr"]][epochs - 1])
+    ref = _ms(lr_curves[LR][epochs - 1])
+    return (f"; caveat from ex. 4 (same network and seeds): lr {best['lr']} gives {_fmt(_ms(c[best['epochs'] - 1]))} "
+            f"after {best['epochs']} epochs but {_fmt(end)} after {epochs}, a seed std "
+            f"{end[1] / max(ref[1], 1e-12):.0f}× that of lr {LR} ({ref[1]:.4f})")
 
 
 def _search_plot(run, curves, configs, halving, where):
@@ -401,46 +512,61 @@ def _search_plot(run, curves, configs, halving, where):
 
 # --- 6: speed --------------------------------------------------------------------------------------------------------
 
-def _speed(run, trainer, widths, epochs):
-    """``epochs`` (one per width: more for the cheap ones, whose epochs last milliseconds) per implementation."""
+def _speed(run, trainer, widths, epochs, repeats):
+    """``epochs`` (one per width: more for the cheap ones, whose epochs last milliseconds) per training run; every
+    (implementation, width) pair is trained ``repeats`` times in interleaved rounds (the order alternating), and a
+    run's time is the median of its epochs 2 on. A direction is stated only where the two implementations' ranges
+    over the repeats do not overlap."""
     impls = ["scratch", "linen"]
-    times, spread = {impl: [] for impl in impls}, []
-    for j, (w, n) in enumerate(zip(widths, epochs)):
-        for impl in (impls if j % 2 == 0 else impls[::-1]):   # alternate the order: load drift hits both alike
-            model = mlp_model(impl, trainer.n_in, (w, w), 10, rates=(0.0, 0.0))
-            _, hist = run.fit(f"5.2 speed {impl} {w}", model, None, trainer.data, epochs=n, batch_size=BATCH,
-                              hparams={"lr": LR}, progress_every=n)
-            t = np.asarray(hist.epoch_time_s[1:] or hist.epoch_time_s)     # the first epoch warms up
-            times[impl].append(float(np.median(t)))
-            spread.append(_rel_mad(t))
-    ratio = np.asarray(times["linen"]) / np.asarray(times["scratch"])
-    flops = [6 * len(trainer.data[0]) * (trainer.n_in * w + w * w + 10 * w) for w in widths]
-    plot = plot_panels([{"series": {impl: (widths, 1e3 * np.asarray(t)) for impl, t in times.items()},
+    times = {(impl, w): [] for impl in impls for w in widths}
+    for r in range(repeats):
+        for j, (w, n) in enumerate(zip(widths, epochs)):
+            for impl in (impls if (r + j) % 2 == 0 else impls[::-1]):
+                model = mlp_model(impl, trainer.n_in, (w, w), 10, rates=(0.0, 0.0))
+                _, hist = run.fit(f"5.2 speed {impl} {w} run {r + 1}", model, None, trainer.data, epochs=n,
+                                  batch_size=BATCH, hparams={"lr": LR}, progress_every=n)
+                times[impl, w].append(float(np.median(hist.epoch_time_s[1:] or hist.epoch_time_s)))
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    ratio = {w: np.asarray(times["linen", w]) / np.asarray(times["scratch", w]) for w in widths}
+    verdict = {}
+    for w in widths:
+        s_, l_ = times["scratch", w], times["linen", w]
+        verdict[w] = ("linen slower" if min(l_) > max(s_) else "linen faster" if max(l_) < min(s_) else
+                      "ranges overlap")
+    flops = {w: 6 * len(trainer.data[0]) * (trainer.n_in * w + w * w + 10 * w) for w in widths}
+    plot = plot_panels([{"series": {impl: (widths, [1e3 * med[impl, w] for w in widths],
+                                           [1e3 * np.std(times[impl, w]) for w in widths]) for impl in impls},
                          "xlabel": "hidden units per layer (2 layers)", "ylabel": "ms per training epoch",
-                         "xscale": "log", "yscale": "log", "title": "median of epochs 2 on"},
-                        {"series": {"linen / scratch": (widths, ratio)}, "xlabel": "hidden units per layer",
-                         "ylabel": "time ratio", "xscale": "log", "title": "framework vs scratch"}],
+                         "xscale": "log", "yscale": "log", "title": f"median of {repeats} runs"},
+                        {"series": {"linen / scratch": (widths, [float(np.median(ratio[w])) for w in widths])},
+                         "xlabel": "hidden units per layer", "ylabel": "time ratio", "xscale": "log",
+                         "title": "framework vs scratch"}],
                        run.out / "ex_5_2_6_speed.png", f"§5.2 ex. 6: epoch time on {_device()}")
-    rows = [[w, 1e3 * s, 1e3 * f, float(r), fl / s / 1e9] for w, s, f, r, fl in
-            zip(widths, times["scratch"], times["linen"], ratio, flops)]
-    tab = table(["width (2 layers)", "scratch ms/epoch", "linen ms/epoch", "linen/scratch", "scratch GFLOP/s"], rows)
-    noise = max(spread)
-    same = bool(np.all(np.abs(np.log(ratio)) < np.log(1.25)))
-    verdict = ("no difference beyond the noise of a shared CPU (every ratio within ±25%)" if same else
-               f"linen {'slower' if np.median(ratio) > 1 else 'faster'} by a median factor {np.median(ratio):.2f}, "
-               f"though the two runs of a width are timed seconds apart on a shared CPU, so load drift enters")
+    rng = lambda v: f"{1e3 * min(v):.3g}-{1e3 * max(v):.3g}"
+    rows = [[w, rng(times["scratch", w]), rng(times["linen", w]),
+             f"{np.median(ratio[w]):.2f} ({min(ratio[w]):.2f}-{max(ratio[w]):.2f})", verdict[w],
+             flops[w] / med["scratch", w] / 1e9] for w in widths]
+    tab = table(["width (2 layers)", f"scratch ms/epoch ({repeats} runs)", f"linen ms/epoch ({repeats} runs)",
+                 "linen/scratch median (range)", "direction", "scratch GFLOP/s"], rows)
+    clear = [w for w in widths if verdict[w] != "ranges overlap"]
     return answer(
         "§5.2.6", "Compare the speed of the framework and the from-scratch implementation as the network grows.",
         f"Per-epoch training time through the engine (batch {BATCH}, {len(trainer.data[0])} images, 2 hidden layers of "
-        f"equal width, median over epochs 2-{epochs[0]} (widest: 2-{epochs[-1]}), {_device()}): linen/scratch = "
-        f"{', '.join(f'{r:.2f}' for r in ratio)} at widths {', '.join(map(str, widths))} -- {verdict} -- while the "
-        f"epoch time itself grows {times['scratch'][-1] / times['scratch'][0]:.0f}-fold. Both are traced into a "
-        f"jitted XLA program of the same operations (dense = matmul + bias + ReLU, the SGD update), so no per-step "
-        f"cost of the framework's Python layer is expected; what grows with the network is the matmul work "
-        f"(scratch reaches {rows[-1][4]:.0f} GFLOP/s at width {widths[-1]}, vs {rows[0][4]:.1f} at width "
-        f"{widths[0]}, where per-step overhead dominates). Epoch-to-epoch noise of one run (median absolute "
-        f"deviation): up to {noise:.0%} of its median (a shared CPU).", plot, table=tab,
-        widths=widths, seconds=times)
+        f"equal width, {_device()}), each (implementation, width) trained {repeats} times in interleaved rounds: "
+        f"linen/scratch median ratio " + ", ".join(f"{np.median(ratio[w]):.2f} (range {min(ratio[w]):.2f}-"
+                                                   f"{max(ratio[w]):.2f})" for w in widths)
+        + f" at widths {', '.join(map(str, widths))}. "
+        + ("The two implementations' time ranges overlap at every width: no difference beyond the run-to-run "
+           "spread. " if not clear else
+           "Beyond the run-to-run spread (ranges not overlapping): " + ", ".join(f"width {w}: {verdict[w]}"
+                                                                               for w in clear)
+           + (f"; within it at width {', '.join(str(w) for w in widths if w not in clear)}" if len(clear) < len(
+               widths) else "") + ". ")
+        + f"The epoch time itself grows {med['scratch', widths[-1]] / med['scratch', widths[0]]:.0f}-fold "
+        f"(scratch {flops[widths[-1]] / med['scratch', widths[-1]] / 1e9:.0f} GFLOP/s at width {widths[-1]} vs "
+        f"{flops[widths[0]] / med['scratch', widths[0]] / 1e9:.1f} at {widths[0]}). Both are traced into one jitted "
+        f"XLA program of the same operations (matmul + bias + ReLU, the SGD update).", plot, table=tab,
+        widths=widths, seconds={f"{impl} {w}": v for (impl, w), v in times.items()}, verdict=verdict)
 
 
 def _device() -> str:
@@ -474,41 +600,50 @@ def _matmul(run, sizes, reps):
                        run.out / "ex_5_2_7_matmul.png", "§5.2 ex. 7: aligned vs misaligned matmul")
     odd = [n for n in sizes if _pow2(n) < 8]
     even = [n for n in sizes if _pow2(n) >= 8 and n != ref]
-    worst = min((n for n in sizes if n != ref), key=lambda n: gflops[n], default=ref)
-    loss = 1 - gflops[worst] / gflops[ref]
-    verdict = (f"no size is measurably slower (the slowest other size, n={worst}, runs at {1 - loss:.0%} of "
-               f"n={ref}'s rate, within the noise)" if loss <= spread else
-               f"the slowest is n={worst}, {loss:.0%} below n={ref}, more than the noise")
+    others = [n for n in sizes if n != ref]
+    margin = {n: gflops[ref] / gflops[n] - 1 for n in others}
+    stands_out = bool(others) and min(margin.values()) > spread
+    groups = ""
+    if odd and even:
+        g_odd, g_even = np.mean([gflops[n] for n in odd]), np.mean([gflops[n] for n in even])
+        gap = g_odd / g_even - 1
+        groups = (f" The sizes not divisible by 8 average {g_odd:.0f} GFLOP/s, the other multiples of 8 "
+                  f"{g_even:.0f} ({gap:+.0%}, {'within' if abs(gap) <= spread else 'beyond'} the noise).")
+    bus = _bus_width()
     return answer(
         "§5.2.7", "Time matmuls for aligned and misaligned sizes (1024, 1025, 1026, 1028, 1032). CPU vs GPU? "
         "Bus width?",
-        f"On {_device()}, jitted float32 matmul, median of {reps} interleaved runs after a warm-up: n={ref} runs at "
-        f"{gflops[ref]:.0f} GFLOP/s, the sizes not divisible by 8 ({', '.join(map(str, odd))}) at "
-        f"{', '.join(f'{gflops[n]:.0f}' for n in odd)} GFLOP/s"
-        + (f", the other multiples of 8 ({', '.join(map(str, even))}) at {', '.join(f'{gflops[n]:.0f}' for n in even)}"
-           if even else "")
-        + f"; {verdict}. The run-to-run noise (median absolute "
-        f"deviation) is up to {spread:.0%} of a median (a shared CPU). " + _alignment(gflops, odd, even, ref, spread)
-        + " (a) GPU: none here -- run `python experiments/exercises.py --section 5.2` on a GPU machine (JAX picks "
-        "the GPU) to get the same table; there, sizes off multiples of 8/16 (float32/"
-        "bf16 tensor-core tiles, 128-byte memory transactions) typically cost more than on a CPU. (b) The memory "
-        "bus width is a hardware property JAX cannot report or measure; read it from the spec sheet "
-        "(`lshw -C memory`/`dmidecode -t memory` for the CPU's channels × 64 bit, `nvidia-smi -q` for the GPU's "
-        "memory bus width).", plot, table=tab, median_s=med, gflops=gflops, device=_device())
+        f"On {_device()}, jitted float32 n×n matmul, median of {reps} interleaved runs after a warm-up; run-to-run "
+        f"noise (median absolute deviation) up to {spread:.0%} of a median. n={ref}: {gflops[ref]:.0f} GFLOP/s; "
+        + ", ".join(f"{n}: {gflops[n]:.0f}" for n in others) + ". "
+        + (f"n={ref} stands out: it beats every other size by more than the noise (by at least "
+           f"{min(margin.values()):.0%})." if stands_out else
+           f"No clear alignment pattern on this {jax.devices()[0].platform.upper()}: n={ref} does not beat every other size by more than the noise "
+           f"(closest: n={min(margin, key=margin.get)}, {margin[min(margin, key=margin.get)]:+.0%})." if others
+           else "")
+        + groups
+        + " (a) GPU: not measured (no GPU here); to run where one is available: the same command, JAX then times "
+        "the GPU, and the table shows whether sizes off multiples of 8/16 are slower there. (b) Memory bus width: "
+        + bus + " On a GPU it is CUDA deviceQuery's memoryBusWidth or NVML's nvmlDeviceGetMemoryBusWidth.",
+        plot, table=tab, median_s=med, gflops=gflops, device=_device(), stands_out=stands_out, noise=spread,
+        bus_width=bus)
 
 
-def _alignment(gflops, odd, even, ref, spread) -> str:
-    """Are the sizes off a multiple of 8 slower than the other multiples of 8, or is only n=ref special?"""
-    if not odd or not even:
-        return ""
-    g_odd, g_even = np.mean([gflops[n] for n in odd]), np.mean([gflops[n] for n in even])
-    gap = 1 - g_odd / g_even
-    if abs(gap) <= spread + 0.05:
-        return (f"The misaligned sizes average {g_odd:.0f} GFLOP/s and the other multiples of 8 {g_even:.0f}: alike "
-                f"within the noise, so what stands out is n={ref} itself (a power of two that splits evenly into the "
-                f"kernel's cache blocks), not an edge of a few elements.")
-    return (f"The misaligned sizes average {g_odd:.0f} GFLOP/s against {g_even:.0f} for the other multiples of 8: "
-            f"{gap:+.0%} from a ragged edge the kernel must handle with partial tiles.")
+def _bus_width() -> str:
+    """The CPU memory's data width from ``dmidecode -t memory`` (needs the tool and root), or why it is missing."""
+    tool = shutil.which("dmidecode")
+    if tool is None:
+        return ("could not be read here: `dmidecode -t memory` (its 'Data Width' per module; needs root) is not "
+                "installed on this machine.")
+    try:
+        out = subprocess.run([tool, "-t", "memory"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"could not be read here: `dmidecode -t memory` failed ({type(err).__name__})."
+    widths = sorted(set(re.findall(r"^\s*Data Width:\s*(\d+ bits)", out.stdout, flags=re.M)))
+    if out.returncode or not widths:
+        return ("could not be read here: `dmidecode -t memory` gave no 'Data Width' (it needs root and a DMI "
+                "table).")
+    return f"`dmidecode -t memory` reports a data width of {', '.join(widths)} per memory module."
 
 
 def _rel_mad(t) -> float:
@@ -524,23 +659,30 @@ def _pow2(n: int) -> int:
 # --- 8 and 9: activations and initializations -------------------------------------------------------------------
 
 def _activations(run, trainer, width, names, where):
-    test = {a: _ms(trainer((width,), activation=a).final("test_accuracy")) for a in names}
+    """Activations compared pairwise with the best by per-seed differences (all run the same seeds), with each
+    function's mean squared slope E[f'(z)²] for z ~ N(0, 0.01²) (how much gradient a layer passes near 0)."""
+    per = {a: trainer((width,), activation=a).final("test_accuracy") for a in names}
+    test = {a: _ms(per[a]) for a in names}
     best = max(names, key=lambda a: test[a][0])
-    worst = min(names, key=lambda a: test[a][0])
-    tied = [a for a in names if a != best and test[a][0] >= test[best][0] - math.hypot(test[a][1], test[best][1])]
+    delta = {a: _paired(per[a], per[best]) for a in names if a != best}
+    tied = [a for a in names if a != best and not delta[a]["beyond"]]
+    worse = [a for a in names if a != best and delta[a]["beyond"]]
+    z = 0.01 * jax.random.normal(jax.random.key(run.args.seed), (10_000,))
+    slope2 = {a: float(jnp.mean(jax.vmap(jax.grad(ACTIVATIONS[a]))(z) ** 2)) for a in names}
     order = sorted(names, key=lambda a: -test[a][0])
-    rows = [[a, _fmt(test[a])] for a in order]
-    sig = (f"sigmoid ranks {order.index('sigmoid') + 1} of {len(names)}" if "sigmoid" in names else "")
+    rows = [[a, _fmt(test[a]), "best" if a == best else _pd(delta[a]), f"{slope2[a]:.3g}"] for a in order]
+    flat = min(names, key=slope2.get)
     return answer(
         "§5.2.8", "Try out different activation functions. Which one works best?",
-        f"Width {width}, D2L's init and lr {LR} ({where}): best {best} {_fmt(test[best])}, "
-        f"worst {worst} {_fmt(test[worst])}. "
-        + (f"Within the seed-to-seed spread of the best: {', '.join(tied)}. " if tied else "No other is within the "
-           "seed spread of the best. ")
-        + "With weights of σ=0.01 the pre-activations are tiny, so what counts is each function near 0: relu and "
-        "elu pass gradients with slope 1, gelu and swish with slope 1/2, tanh with slope 1, sigmoid "
-        "with slope 1/4 and an offset of 1/2 that the next layer must undo" + (f" ({sig})." if sig else "."),
-        table=table(["activation", "test accuracy (mean ± std)"], rows), test={a: test[a] for a in names})
+        f"Width {width}, D2L's init and lr {LR} ({where}); paired per-seed differences from the best (a difference "
+        f"counts when its mean exceeds 2 standard errors). Best: {best} {_fmt(test[best])}. "
+        + (f"Tied with it within the noise: {', '.join(f'{a} ({_pd(delta[a])})' for a in tied)}. " if tied else "")
+        + (f"Worse beyond the noise: {', '.join(f'{a} ({_pd(delta[a])})' for a in worse)}. " if worse else "")
+        + "With σ=0.01 weights the pre-activations are near 0; there the mean squared slope E[f'(z)²] "
+        "(z ~ N(0, 0.01²)) is " + ", ".join(f"{a} {slope2[a]:.3g}" for a in names)
+        + f"; the smallest, {flat}'s, ranks {order.index(flat) + 1} of {len(names)} in accuracy.",
+        table=table(["activation", "test accuracy (mean ± std)", "paired Δ vs best", "E[f'(z)²] near 0"], rows),
+        test={a: test[a] for a in names}, paired_vs_best=delta, mean_squared_slope=slope2)
 
 
 def _inits(run, trainer, width, names, where):
