@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from regjax._checks import check_in_range, concrete_float
 from regjax.base import Array, ArrayLike, PRNGKey
@@ -65,19 +66,22 @@ def gaussian_dropout(x: ArrayLike, rate: Any, key: Optional[PRNGKey], *, train: 
     """Multiplicative Gaussian noise matched to dropout: ``x ⊙ (1 + σ ε)``, ``ε ~ N(0, I)``, ``σ² = rate/(1-rate)``.
 
     Same mean (``x``) and variance (``x² rate / (1 - rate)``) as inverted dropout at ``rate``, but the
-    multiplier is continuous: no unit is ever switched off exactly. ``rate`` must be < 1 (σ → ∞); a concrete
-    ``rate == 1`` raises ``ValueError``, a traced one gives ``inf``/``NaN`` (the caller's responsibility).
+    multiplier is continuous: no unit is ever switched off exactly. In training ``rate`` must be < 1 (σ → ∞):
+    a concrete rate -- a scalar, or an array of rates (broadcast against ``x``) with any element equal to 1 --
+    raises ``ValueError``; a traced rate of 1 gives ``inf``/``NaN`` (traced rates are the caller's
+    responsibility). Evaluation (``train=False``) is the identity whatever the rate, 1 included.
 
     Args:
       x: activations (any shape, floating point).
-      rate: the dropout rate whose variance to match, in ``[0, 1)``; may be traced.
+      rate: the dropout rate whose variance to match, in ``[0, 1)`` when ``train``; may be traced.
       key: a ``jax.random`` key (required when ``train`` and the rate is not a concrete 0); fresh per step.
       train: ``False`` returns ``x`` unchanged. A Python bool.
     """
-    if concrete_float(rate, "rate") == 1.0:
-        raise ValueError("gaussian_dropout: rate must be < 1 (the matched variance rate/(1-rate) is infinite)")
     if not _needs_noise(x, rate, key, train, "gaussian_dropout"):
         return x
+    if not isinstance(rate, jax.core.Tracer) and np.any(np.asarray(rate) == 1.0):
+        raise ValueError("gaussian_dropout: rate must be < 1 in training (the matched variance rate/(1-rate) is "
+                         f"infinite), got {rate!r}")
     x = jnp.asarray(x)
     rate = jnp.asarray(rate, dtype=x.dtype)
     sigma = jnp.sqrt(rate / (1.0 - rate))

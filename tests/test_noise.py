@@ -76,3 +76,22 @@ def test_gaussian_dropout_identities_and_refusals():
         gaussian_dropout(x, 0.5, KEY, train=1)
     with pytest.raises(TypeError):
         gaussian_dropout(jnp.arange(3), 0.5, KEY, train=True)
+
+
+def test_gaussian_dropout_eval_is_the_identity_whatever_the_rate():
+    x = jnp.arange(6.0)
+    assert gaussian_dropout(x, 1.0, None, train=False) is x            # the rate-1 refusal is for training only
+    assert gaussian_dropout(x, jnp.array([0.5, 1.0]), None, train=False) is x
+    ev = jax.jit(lambda r: gaussian_dropout(x, r, KEY, train=False))(1.0)
+    np.testing.assert_array_equal(ev, x)
+
+
+def test_gaussian_dropout_refuses_an_array_of_rates_containing_one():
+    x = jnp.ones((4, 3))
+    with pytest.raises(ValueError):
+        gaussian_dropout(x, jnp.array([0.2, 1.0, 0.5]), KEY, train=True)
+    with pytest.raises(ValueError):
+        gaussian_dropout(x, np.array([[0.5], [1.0], [0.0], [0.2]]), KEY, train=True)
+    out = gaussian_dropout(x, jnp.array([0.0, 0.2, 0.5]), KEY, train=True)   # per-unit rates < 1: accepted
+    np.testing.assert_array_equal(out[:, 0], x[:, 0])                        # rate 0: σ = 0, unchanged
+    assert np.all(np.isfinite(np.asarray(out)))

@@ -4,8 +4,11 @@ rates), 2 --mlp-long-epochs 200 with and without dropout, 3 hidden activation va
 4 dropout at test time, 5 dropout vs weight decay vs both, 6 DropConnect (masks on single weights, one per
 minibatch) vs dropout at the same rates, 7 Gaussian dropout (multiplicative N(1, p/(1-p)) noise, dropout's
 variance) vs dropout. A run's test accuracy is its median over its last 10 epochs (at lr 0.1 single epochs
-spike). Where noise could decide (1, 5, 6, 7) each configuration runs 2 x --seeds seeds and the answers give mean ±
-standard error over seeds; ex. 1's grid also serves as the dropout arm of 5 (λ = 0), 6 and 7 (rates (p, p))."""
+spike). Where noise could decide (1, 5, 6, 7) each configuration runs 2 x --seeds seeds and the answers give
+mean ± standard error over seeds; every configuration runs the same seeds (initialization and data order), so
+differences between configurations are paired by seed (mean ± standard error of the per-seed difference).
+Ex. 1's grid also serves as the dropout arm of 5 (λ = 0), 6 and 7 (rates (p, p)); ex. 2's runs serve as the
+λ = 0 row of ex. 5's 2x2 repeated at --mlp-long-epochs (one more sweep adds the best λ)."""
 from __future__ import annotations
 
 import math
@@ -22,7 +25,7 @@ from regjax.models.adapters import scratch_mlp
 from regjax.models.scratch import init_mlp
 from regjax.noise import dropconnect, gaussian_dropout
 from regjax.plots import plot_heatmap, plot_panels
-from regjax.probes import hidden_variances, predict_with_dropout
+from regjax.probes import mlp_hidden
 
 from .common import answer, in_book_order, pair, table, tiny
 
@@ -36,11 +39,13 @@ TRAIN_CAP = 10_000  # default --mlp-train-size: all training images up to this m
 
 
 class Cell(NamedTuple):
-    """One configuration's test accuracy over seeds: mean, sample std, number of seeds."""
+    """One configuration's test accuracy over seeds: mean, sample std, number of seeds, diverged members, and
+    the finite value of each seed (``((seed, value), ...)``) for differences paired by seed."""
     mean: float
     std: float
     n: int
     diverged: int = 0
+    per_seed: tuple = ()
 
     @property
     def se(self) -> float:
@@ -51,18 +56,49 @@ class Cell(NamedTuple):
 
 
 def _cells(configs, values, by) -> dict:
-    """``group_stats`` as {config value(s) as tuples: Cell}."""
-    key = lambda s: tuple(tuple(s[b]) if isinstance(s[b], list) else s[b] for b in by)
-    return {(k if len(by) > 1 else k[0]): Cell(s["mean"], s["std"], s["n"], s["n_diverged"])
+    """``group_stats`` as {config value(s) as tuples: Cell}, each with its per-seed values."""
+    key = lambda c: (lambda k: k if len(by) > 1 else k[0])(
+        tuple(tuple(c[b]) if isinstance(c[b], list) else c[b] for b in by))
+    seeds: dict = {}
+    for c, v in zip(configs, np.asarray(values, np.float64)):
+        if np.isfinite(v):
+            seeds.setdefault(key(c), []).append((c["seed"], float(v)))
+    return {k: Cell(s["mean"], s["std"], s["n"], s["n_diverged"], tuple(seeds.get(k, ())))
             for s in group_stats(configs, values, by) for k in [key(s)]}
 
 
-def _plateau(history, end: int = None, last: int = PLATEAU) -> np.ndarray:
-    """Per member, the median test accuracy over the ``last`` epochs up to ``end`` (default: the last epoch):
-    at lr 0.1 single epochs spike (a loss spike can cost half the accuracy for one epoch), the median of the
-    plateau does not. A member that diverged in that window gets NaN (counted as diverged, left out)."""
-    a = history.metric("test_accuracy")[:end]
-    return np.median(a[-last:], axis=0)
+def _combo(terms) -> tuple:
+    """A linear combination ``sum w * cell`` computed per seed over the seeds every cell has (all cells share
+    their seeds: the same initialization and data order), as ``(mean, standard error, seeds)`` of the per-seed
+    values: the paired comparison, whose shared seed noise cancels."""
+    maps = [(w, dict(c.per_seed)) for w, c in terms]
+    common = sorted(set.intersection(*(set(m) for _, m in maps)))
+    d = np.array([sum(w * m[s] for w, m in maps) for s in common])
+    if not d.size:
+        return math.nan, math.nan, 0
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.nan, int(d.size)
+
+
+def _paired(a: Cell, b: Cell) -> tuple:
+    """``a - b`` per seed: ``(mean, standard error, seeds)``."""
+    return _combo([(1.0, a), (-1.0, b)])
+
+
+def _judge(diff: float, se: float) -> str:
+    """``diff ± se`` and whether it is beyond 2 standard errors."""
+    if not abs(diff) > 2 * se:
+        return f"{diff:+.4f} ± {se:.4f}, within 2 standard errors: not distinguishable from noise"
+    return f"{diff:+.4f} ± {se:.4f}, {abs(diff) / se:.1f} standard errors: a real difference"
+
+
+def _versus(a: Cell, b: Cell) -> str:
+    """The difference a - b, paired by seed, with its standard error, and whether it is within 2 of them."""
+    return _judge(*_paired(a, b)[:2])
+
+
+def _r(rates) -> str:
+    """A rate pair as ``(0.2, 0.5)``."""
+    return "(" + ", ".join(f"{p:g}" for p in rates) + ")"
 
 
 def _diverged(cells: dict) -> str:
@@ -72,12 +108,12 @@ def _diverged(cells: dict) -> str:
         " diverged -- the loss went non-finite -- left out)"
 
 
-def _versus(a: Cell, b: Cell) -> str:
-    """The difference a - b with its standard error, and whether it is within 2 standard errors (noise)."""
-    diff, se = a.mean - b.mean, math.hypot(a.se, b.se)
-    if not abs(diff) > 2 * se:
-        return f"{diff:+.4f} ± {se:.4f}, within 2 standard errors: not distinguishable from noise"
-    return f"{diff:+.4f} ± {se:.4f}, {abs(diff) / se:.1f} standard errors: a real difference"
+def _plateau(history, end: int = None, last: int = PLATEAU) -> np.ndarray:
+    """Per member, the median test accuracy over the ``last`` epochs up to ``end`` (default: the last epoch):
+    at lr 0.1 single epochs spike (a loss spike can cost half the accuracy for one epoch), the median of the
+    plateau does not. A member that diverged in that window gets NaN (counted as diverged, left out)."""
+    a = history.metric("test_accuracy")[:end]
+    return np.median(a[-last:], axis=0)
 
 
 def add_arguments(p):
@@ -130,9 +166,9 @@ def section(run):
                    epochs=epochs, batch_size=args.mlp_batch_size, progress_every=epochs))
     model = scratch_mlp(ctx["n_in"], hidden, 10, NONE, weight_init="he")
     out, grid_acc = _ex1_rates(ctx, model)
-    long, long_members, drop, answers = _ex2_3_long(ctx, model, long_epochs, epochs)
+    long, long_members, drop, long_acc, answers = _ex2_3_long(ctx, model, long_epochs, epochs)
     out += answers
-    out.append(_ex5_decay(ctx, model, grid_acc, decays))
+    out.append(_ex5_decay(ctx, model, grid_acc, decays, long_acc, long_epochs))
     out += _ex6_7_noises(ctx, grid_acc)
     out.append(_ex4_test_time(ctx, model, long, long_members, drop[0]))
     return in_book_order(out)
@@ -144,40 +180,52 @@ def _ex1_rates(ctx, model):
     res = run.sweep("5.6 rates", model, None, ctx["data"], members, **ctx["common"])
     acc = _cells(members.configs, _plateau(res.history), ["rates"])
     best = max(acc, key=lambda k: acc[k].mean)
-    tied = [k for k in acc if not acc[best].mean - acc[k].mean > 2 * math.hypot(acc[best].se, acc[k].se)]
+    tied = [k for k in acc if k == best or not _paired(acc[best], acc[k])[0] > 2 * _paired(acc[best], acc[k])[1]]
     plot = plot_heatmap(np.array([[acc[(a, b)].mean for b in rates] for a in rates]), rates, rates,
                         run.out / "ex_5_6_1_rates.png", xlabel="drop rate after hidden layer 2",
                         ylabel="drop rate after hidden layer 1", fmt="{:.4f}",
                         title=f"§5.6 ex. 1: test accuracy, mean of {len(many)} seeds ({ctx['where']})")
     d2l, switched = acc[D2L_RATES], acc[D2L_RATES[::-1]]
-    hi = rates[-1]
+    hi, n = rates[-1], len(rates)
     marg = lambda layer, r: float(np.mean([acc[(r, b) if layer == 0 else (b, r)].mean for b in rates]))
-    marg_se = lambda layer, r: math.sqrt(sum(acc[(r, b) if layer == 0 else (b, r)].se ** 2 for b in rates)) / len(rates)
-    gap, gap_se = marg(1, hi) - marg(0, hi), math.hypot(marg_se(0, hi), marg_se(1, hi))
-    layers = (f"heavy dropout hurts more after hidden layer {1 if gap > 0 else 2} ({abs(gap):.4f} ± {gap_se:.4f})"
-              if abs(gap) > 2 * gap_se else f"the two layers' marginals differ by {gap:+.4f} ± {gap_se:.4f}, "
-              "within noise")
-    switch = "switching D2L's rates changes nothing measurable" if not abs(d2l.mean - switched.mean) > 2 * \
-        math.hypot(d2l.se, switched.se) else "the order of the rates matters"
-    text = (f"On {ctx['where']}, {len(many)} seeds per cell (test accuracy: per seed the median of "
-            f"the last {min(PLATEAU, ctx['common']['epochs'])} of {ctx['common']['epochs']} epochs, as single epochs spike at "
-            f"lr {run.args.mlp_lr:g}; mean ± standard error over seeds): D2L's (0.2, 0.5) "
-            f"{d2l}, switched (0.5, 0.2) {switched}; D2L minus switched {_versus(d2l, switched)}. Over the "
-            f"{len(rates)}x{len(rates)} grid the best cell is {best} ({acc[best]}) and {len(tied)} of {len(acc)} cells "
-            f"are within 2 standard errors of it. Averaged over the other layer's rate, rate {hi} in layer 1 gives "
-            f"{marg(0, hi):.4f} and in layer 2 {marg(1, hi):.4f} (rate 0: {marg(0, 0.0):.4f} / {marg(1, 0.0):.4f}): "
-            f"{layers}. Takeaway: {switch} on this data.")
+    gap, gap_se, _ = _combo([(1 / n, acc[(b, hi)]) for b in rates] + [(-1 / n, acc[(hi, b)]) for b in rates])
+    layers = (f"heavy dropout hurts more after hidden layer {1 if gap > 0 else 2} ({abs(gap):.4f} ± {gap_se:.4f}, "
+              "paired)" if abs(gap) > 2 * gap_se else f"the two layers' marginals differ by {gap:+.4f} ± "
+              f"{gap_se:.4f} (paired), within noise")
+    diff, se, _ = _paired(d2l, switched)
+    switch = ("switching D2L's rates changes nothing measurable" if not abs(diff) > 2 * se else
+              f"the order of the rates matters: {_r(D2L_RATES[::-1])} is "
+              f"{'better' if diff < 0 else 'worse'} than {_r(D2L_RATES)} by {abs(diff):.4f}")
+    text = (f"On {ctx['where']}, {len(many)} seeds per cell, the same {len(many)} (initialization and data order) "
+            f"in every cell (test accuracy: per seed the median of the last "
+            f"{min(PLATEAU, ctx['common']['epochs'])} of {ctx['common']['epochs']} epochs, as single epochs spike at "
+            f"lr {run.args.mlp_lr:g}; cells: mean ± standard error over seeds; differences: mean ± standard error "
+            f"of the per-seed difference): D2L's {_r(D2L_RATES)} {d2l}, switched {_r(D2L_RATES[::-1])} {switched}; "
+            f"D2L minus switched {_versus(d2l, switched)}. Over the {n}x{n} grid the best cell is {_r(best)} "
+            f"({acc[best]}) and {len(tied)} of {len(acc)} cells are within 2 paired standard errors of it. Averaged "
+            f"over the other layer's rate, rate {hi:g} in layer 1 gives {marg(0, hi):.4f} and in layer 2 "
+            f"{marg(1, hi):.4f} (rate 0: {marg(0, 0.0):.4f} / {marg(1, 0.0):.4f}): {layers}. Takeaway: {switch} "
+            "on this data.")
     per_rates = [{"rates": list(k), "mean": c.mean, "std": c.std, "n": c.n} for k, c in acc.items()]
     return [answer("§5.6.1", "What happens if you change the dropout probabilities of the two layers, in particular "
-                   "if you switch them?", text, plot, per_rates=per_rates)], acc
+                   "if you switch them?", text, plot, per_rates=per_rates, d2l_minus_switched=[diff, se])], acc
+
+
+def _layer_stats(params, x, rates, key) -> dict:
+    """Per hidden layer, over units and examples: the variance and mean of its activations in eval mode (no
+    dropout) and the variance with the dropout masks on (drawn from ``key``). Vmappable."""
+    ev, tr = mlp_hidden(params, x), mlp_hidden(params, x, rates=rates, key=key, train=True)
+    return {"eval": jnp.stack([jnp.var(h) for h in ev]), "mean": jnp.stack([jnp.mean(h) for h in ev]),
+            "train": jnp.stack([jnp.var(h) for h in tr])}
 
 
 def _ex2_3_long(ctx, model, long_epochs, epochs):
     run, data = ctx["run"], ctx["data"]
     long_members = grid(ctx["seeds"], rates=[NONE, D2L_RATES], lr=run.args.mlp_lr)
     probe_x = jnp.asarray(data[0][:512])
+    ctx["probe_n"] = len(probe_x)
     variances = []
-    probe = jax.jit(jax.vmap(hidden_variances, in_axes=(0, None, 0, None)))
+    probe = jax.jit(jax.vmap(_layer_stats, in_axes=(0, None, 0, None)))
 
     def measure(epoch, state, history):
         variances.append(jax.device_get(probe(state.params, probe_x, long_members.hparams["rates"],
@@ -191,7 +239,7 @@ def _ex2_3_long(ctx, model, long_epochs, epochs):
     drop = [i for i, c in enumerate(long_members.configs) if c["rates"] == list(D2L_RATES)]
     none = [i for i, c in enumerate(long_members.configs) if c["rates"] == list(NONE)]
     mean = lambda a, cols: np.nanmean(a[:, cols], axis=1)
-    plot = plot_panels([{"series": {"no dropout": (e, mean(test_acc, none)), "dropout (0.2, 0.5)":
+    plot = plot_panels([{"series": {"no dropout": (e, mean(test_acc, none)), f"dropout {_r(D2L_RATES)}":
                                     (e, mean(test_acc, drop))}, "xlabel": "epoch", "ylabel": "test accuracy",
                          "xscale": "log", "title": "test accuracy", "marks": {f"epoch {epochs}": epochs}},
                         {"series": {"no dropout, test": (e, mean(test_loss, none)), "dropout, test":
@@ -200,66 +248,126 @@ def _ex2_3_long(ctx, model, long_epochs, epochs):
                          "xlabel": "epoch", "ylabel": "loss", "xscale": "log", "yscale": "log", "title": "loss"}],
                        run.out / "ex_5_6_2_epochs.png",
                        f"§5.6 ex. 2: {long_epochs} epochs, mean of {len(ctx['seeds'])} seeds ({ctx['where']})")
-    robust = lambda a, cols, end=None: float(np.mean(np.median(a[:end][-PLATEAU:], axis=0)[cols]))
-    fin = lambda a, cols: robust(a, cols)
-    at = lambda a, cols: robust(a, cols, min(epochs, long_epochs))
+    fin = _cells(long_members.configs, _plateau(long.history), ["rates"])
+    at = _cells(long_members.configs, _plateau(long.history, min(epochs, long_epochs)), ["rates"])
+    robust = lambda a, cols: float(np.mean(np.median(a[-PLATEAU:], axis=0)[cols]))
     peak = lambda cols: (float(np.nanmax(mean(test_acc, cols))), int(np.nanargmax(mean(test_acc, cols)) + 1))
     low = lambda cols: (float(np.nanmin(mean(test_loss, cols))), int(np.nanargmin(mean(test_loss, cols)) + 1))
-    spread = float(np.std(_plateau(long.history)[drop], ddof=1) / math.sqrt(len(drop))) if len(drop) > 1 else math.nan
+    d, n = D2L_RATES, NONE
+    final, final_se, _ = _paired(fin[d], fin[n])
+    extra, extra_se, _ = _combo([(1.0, fin[d]), (-1.0, at[d]), (-1.0, fin[n]), (1.0, at[n])])
+    loss_d, loss_n = robust(test_loss, drop), robust(test_loss, none)
     out = [answer(
         "§5.6.2", "Increase the number of epochs and compare the results with and without dropout.",
-        f"On {ctx['where']}, {len(ctx['seeds'])} seeds, after {long_epochs} epochs: test accuracy (median "
-        f"of the last {PLATEAU} epochs, mean over seeds) {fin(test_acc, drop):.4f} with dropout vs {fin(test_acc, none):.4f} without (standard error ≈ {spread:.4f}; "
-        f"peaks {peak(drop)[0]:.4f} at epoch {peak(drop)[1]} vs {peak(none)[0]:.4f} at {peak(none)[1]}). At epoch "
-        f"{min(epochs, long_epochs)} (the other exercises' budget; median of the {PLATEAU} epochs up to it) they were {at(test_acc, drop):.4f} / "
-        f"{at(test_acc, none):.4f}: the extra epochs change accuracy by {fin(test_acc, drop) - at(test_acc, drop):+.4f}"
-        f" / {fin(test_acc, none) - at(test_acc, none):+.4f}. Without dropout the test loss bottoms out at epoch "
-        f"{low(none)[1]} ({low(none)[0]:.3f}) and ends at {fin(test_loss, none):.3f} while the training loss goes to "
-        f"{fin(train_loss, none):.1e}; with dropout it ends at {fin(test_loss, drop):.3f} (minimum "
-        f"{low(drop)[0]:.3f} at epoch {low(drop)[1]}). " + _long_verdict(fin(test_loss, drop), fin(test_loss, none),
-                                                      fin(test_acc, drop) - fin(test_acc, none), spread), plot,
-        final={"dropout": fin(test_acc, drop), "none": fin(test_acc, none)})]
+        f"On {ctx['where']}, {len(ctx['seeds'])} seeds (the same in both arms), after {long_epochs} epochs: test "
+        f"accuracy (per seed the median of the last {min(PLATEAU, long_epochs)} epochs; mean over seeds) {fin[d].mean:.4f} with "
+        f"dropout {_r(d)} vs {fin[n].mean:.4f} without; dropout minus none, paired by seed: "
+        f"{_judge(final, final_se)} (peaks of the seed means {peak(drop)[0]:.4f} at epoch {peak(drop)[1]} vs "
+        f"{peak(none)[0]:.4f} at {peak(none)[1]}). At epoch {min(epochs, long_epochs)} (the other exercises' "
+        f"budget; median of the {PLATEAU} epochs up to it) they were {at[d].mean:.4f} / {at[n].mean:.4f}: the extra "
+        f"epochs change accuracy by {fin[d].mean - at[d].mean:+.4f} / {fin[n].mean - at[n].mean:+.4f}; dropout's "
+        f"gain minus no-dropout's, paired: {_judge(extra, extra_se)}. Without dropout the test loss (seed mean) "
+        f"bottoms out at epoch {low(none)[1]} ({low(none)[0]:.3f}) and ends at {loss_n:.3f} while the training loss "
+        f"goes to {robust(train_loss, none):.1e}; with dropout it ends at {loss_d:.3f} (minimum "
+        f"{low(drop)[0]:.3f} at epoch {low(drop)[1]}). " + _long_verdict(loss_d, loss_n, final, final_se), plot,
+        final={"dropout": fin[d].mean, "none": fin[n].mean, "paired_difference": [final, final_se],
+               "extra_epochs_gain_difference": [extra, extra_se]})]
     if variances:
         out.append(_ex3_variance(ctx, variances, long.history.epochs, drop, none))
-    return long, long_members, drop, out
+    return long, long_members, drop, fin, out
+
+
+def _trend(y: np.ndarray, epochs: np.ndarray) -> str:
+    """``a (epoch 1) → max b (epoch k) → c (epoch n)``: the first and last value and any interior extreme."""
+    idx = sorted({0, int(np.argmax(y)), int(np.argmin(y)), len(y) - 1})
+    tag = lambda i: ", max" if i == int(np.argmax(y)) and 0 < i < len(y) - 1 else \
+        ", min" if i == int(np.argmin(y)) and 0 < i < len(y) - 1 else ""
+    return " → ".join(f"{y[i]:.3g} (epoch {epochs[i]}{tag(i)})" for i in idx)
 
 
 def _ex3_variance(ctx, variances, n_epochs, drop, none):
     ev = np.stack([v["eval"] for v in variances])   # (epochs seen, members, layers)
     tv = np.stack([v["train"] for v in variances])
+    mu = np.stack([v["mean"] for v in variances])
     ve = np.arange(n_epochs - len(variances) + 1, n_epochs + 1)
+    p = np.asarray(D2L_RATES)
+    predicted = 1 / (1 - p) + mu ** 2 * p / ((1 - p) * ev)   # masks on / off if x's statistics were unchanged
+    measured = tv / ev
     series = {}
     for layer in range(ev.shape[2]):
         series[f"layer {layer + 1}, no dropout"] = (ve, ev[:, none, layer].mean(axis=1))
         series[f"layer {layer + 1}, dropout model, eval"] = (ve, ev[:, drop, layer].mean(axis=1))
         series[f"layer {layer + 1}, dropout model, masks on"] = (ve, tv[:, drop, layer].mean(axis=1))
     plot = plot_panels([{"series": series, "xlabel": "epoch", "ylabel": "activation variance", "xscale": "log",
-                         "yscale": "log", "title": "hidden activations (512 training images)"}],
+                         "yscale": "log", "title": f"hidden activations ({ctx['probe_n']} training images)"}],
                        ctx["run"].out / "ex_5_6_3_activation_variance.png", "§5.6 ex. 3: activation variance per layer")
-    last = lambda a, cols, layer: float(a[-1, cols, layer].mean())
-    ratios = [last(tv, drop, layer) / last(ev, drop, layer) for layer in (0, 1)]  # masks on / off
-    return answer(
-        "§5.6.3", "What is the variance of the activations in each hidden layer with and without dropout? How "
-        "does it evolve over training?",
-        "At the end, layer 1 / layer 2 variance: no dropout " + pair(last(ev, none, 0), last(ev, none, 1))
-        + ", dropout model in eval mode " + pair(last(ev, drop, 0), last(ev, drop, 1)) + ", with its masks on "
-        + pair(last(tv, drop, 0), last(tv, drop, 1)) + f" (after epoch 1, no dropout: "
-        f"{pair(ev[0, none, 0].mean(), ev[0, none, 1].mean())}). Masks on vs off multiply the variance the next "
-        f"layer sees by {ratios[0]:.2f} (layer 1, p = 0.2) and {ratios[1]:.2f} (layer 2, p = 0.5), against "
-        f"1/(1-p) = 1.25 and 2: {_vs_inverse_keep(*ratios)}",
-        plot)
+    m = lambda a, cols, layer: a[:, cols, layer].mean(axis=1)   # per epoch, mean over seeds
+    shown = [i for i, ep in enumerate(ve) if ep in (1, 2, 5, 10, 20, 50, 100, 200, 500) or i == len(ve) - 1]
+    tab = table(["epoch", "no dropout (L1 / L2)", "dropout, eval (L1 / L2)", "dropout, masks on (L1 / L2)",
+                 "on/off L1: measured (predicted)", "on/off L2: measured (predicted)"],
+                [[int(ve[i]), pair(m(ev, none, 0)[i], m(ev, none, 1)[i]), pair(m(ev, drop, 0)[i], m(ev, drop, 1)[i]),
+                  pair(m(tv, drop, 0)[i], m(tv, drop, 1)[i]),
+                  *[f"{m(measured, drop, k)[i]:.3f} ({m(predicted, drop, k)[i]:.3f})" for k in (0, 1)]]
+                 for i in shown])
+    mr, pr = [m(measured, drop, k)[-1] for k in (0, 1)], [m(predicted, drop, k)[-1] for k in (0, 1)]
+    mean_end = [float(m(mu, drop, k)[-1]) for k in (0, 1)]
+    trends = "; ".join(f"{name}: " + ", ".join(f"layer {k + 1} {_trend(m(ev, cols, k), ve)}" for k in (0, 1))
+                       for name, cols in (("no dropout", none), ("dropout model (eval mode)", drop)))
+    text = (f"Variance over units and {ctx['probe_n']} training images, mean over {len(drop)} seeds, recorded after "
+            f"every epoch "
+            f"(table: selected epochs). Over training: {trends}. At the end the dropout model's eval-mode variance is "
+            f"{pair(m(ev, drop, 0)[-1], m(ev, drop, 1)[-1])} vs {pair(m(ev, none, 0)[-1], m(ev, none, 1)[-1])} "
+            f"without dropout (layer 1 / 2). Masks on vs off multiply the variance by {mr[0]:.3f} (layer 1, p = "
+            f"{p[0]:g}) and {mr[1]:.3f} (layer 2, p = {p[1]:g}), against 1/(1-p) = {1 / (1 - p[0]):.3g} and "
+            f"{1 / (1 - p[1]):.3g}. A mask m on x gives Var(m x/(1-p)) = Var(x)/(1-p) + E[x]² p/(1-p); with the "
+            f"measured eval-mode E[x] ({mean_end[0]:.3g} / {mean_end[1]:.3g}) and Var(x) this predicts "
+            f"{pr[0]:.3f} / {pr[1]:.3f}: " + _vs_prediction(mr, pr))
+    return answer("§5.6.3", "What is the variance of the activations in each hidden layer with and without dropout? "
+                  "How does it evolve over training?", text, plot, table=tab,
+                  ratio_measured=[float(r) for r in mr], ratio_predicted=[float(r) for r in pr])
+
+
+def _vs_prediction(measured, predicted) -> str:
+    """How the measured masks-on/off variance ratios compare with the prediction from eval-mode statistics."""
+    rel = [abs(a / b - 1) for a, b in zip(measured, predicted)]
+    first = (f"layer 1 matches it ({100 * rel[0]:.1f}% off: its input statistics are exactly the eval-mode ones)"
+             if rel[0] < 0.02 else f"layer 1 is {100 * rel[0]:.1f}% off")
+    second = ("; layer 2 " + ("matches it too" if rel[1] < 0.02 else
+                              f"is {'above' if measured[1] > predicted[1] else 'below'} it by {100 * rel[1]:.0f}%")
+              + ", as layer 2 also receives layer 1's masked outputs (its own statistics are not the eval-mode ones).")
+    return first + second
 
 
 def _long_verdict(loss_drop: float, loss_none: float, acc_gain: float, se: float) -> str:
-    """Ex. 2's conclusion from the final test losses and the accuracy gain of dropout (with its standard error)."""
+    """Ex. 2's conclusion from the final test losses and dropout's paired accuracy gain (with its standard error)."""
     loss = ("Dropout ends with the lower test loss: it slows the memorisation that makes the unregularised test "
             "loss rise" if loss_drop < loss_none else "Dropout does not end with the lower test loss")
-    noise = not abs(acc_gain) > 2 * math.sqrt(2) * se
+    noise = not abs(acc_gain) > 2 * se
     return loss + (f"; the accuracy difference ({acc_gain:+.4f}) is within noise." if noise else
                    f"; dropout's accuracy is {'higher' if acc_gain > 0 else 'lower'} by {abs(acc_gain):.4f}.")
 
 
-def _ex5_decay(ctx, model, grid_acc, decays):
+def _two_by_two(base: Cell, drop: Cell, decay: Cell, both: Cell) -> dict:
+    """Gains over ``base`` and the interaction (gain of both minus the sum of the two gains), paired by seed."""
+    return {"drop": _paired(drop, base), "decay": _paired(decay, base), "both": _paired(both, base),
+            "interaction": _combo([(1.0, both), (-1.0, decay), (-1.0, drop), (1.0, base)])}
+
+
+def _additivity(g: dict, epochs: int) -> str:
+    """What a 2x2's gains let us say about additivity."""
+    helps = [name for name in ("drop", "decay") if g[name][0] > 2 * g[name][1]]
+    i, se = g["interaction"][:2]
+    verdict = ("no measurable interaction" if not abs(i) > 2 * se else
+               "diminishing returns: together they gain less than the sum" if i < 0 else
+               "more than additive: together they gain more than the sum")
+    if not helps:
+        return (f"interaction {i:+.4f} ± {se:.4f} ({verdict}); but at {epochs} epochs neither regularizer helps on "
+                "its own, so additivity can hardly be tested here")
+    return (f"interaction {i:+.4f} ± {se:.4f}: {verdict}; "
+            + " and ".join({"drop": "dropout", "decay": "weight decay"}[h] for h in helps) + " helps on its own")
+
+
+def _ex5_decay(ctx, model, grid_acc, decays, long_acc, long_epochs):
     run, many = ctx["run"], ctx["many"]
     lams = [lam for lam in decays if lam > 0]
     members = grid(many, rates=[NONE, D2L_RATES], lam=lams, lr=run.args.mlp_lr)
@@ -269,27 +377,36 @@ def _ex5_decay(ctx, model, grid_acc, decays):
     base, drop = acc[(NONE, 0.0)], acc[(D2L_RATES, 0.0)]
     best_lam = max(lams, key=lambda lam: acc[(NONE, lam)].mean)
     decay, both = acc[(NONE, best_lam)], acc[(D2L_RATES, best_lam)]
-    interaction = (both.mean - decay.mean) - (drop.mean - base.mean)
-    se = math.sqrt(sum(c.se ** 2 for c in (base, drop, decay, both)))
-    rows = ["none", "(0.2, 0.5)"]
+    g = _two_by_two(base, drop, decay, both)
+    # the same 2x2 at ex. 2's longer budget: its members are λ = 0; one more sweep adds λ = best_lam
+    long_members = grid(ctx["seeds"], rates=[NONE, D2L_RATES], lam=[best_lam], lr=run.args.mlp_lr)
+    lres = run.sweep("5.6 long decay", model, None, ctx["data"], long_members,
+                     **{**ctx["common"], "epochs": long_epochs, "progress_every": long_epochs})
+    lacc = {**{(r, 0.0): long_acc[r] for r in (NONE, D2L_RATES)},
+            **_cells(long_members.configs, _plateau(lres.history), ["rates", "lam"])}
+    lg = _two_by_two(*(lacc[k] for k in ((NONE, 0.0), (D2L_RATES, 0.0), (NONE, best_lam), (D2L_RATES, best_lam))))
+    rows = ["none", _r(D2L_RATES)]
     plot = plot_heatmap(np.array([[acc[(r, lam)].mean for lam in decays] for r in (NONE, D2L_RATES)]), rows, decays,
                         run.out / "ex_5_6_5_dropout_vs_decay.png", xlabel="weight decay λ", ylabel="dropout",
                         title=f"§5.6 ex. 5: test accuracy, mean of {len(many)} seeds ({ctx['where']})", fmt="{:.4f}")
-    tab = table(["dropout", *[f"λ = {lam:g}" for lam in decays]],
-                [[name, *[str(acc[(r, lam)]) for lam in decays]] for name, r in zip(rows, (NONE, D2L_RATES))])
-    verdict = ("no measurable interaction: the combination is as additive as the noise lets us see"
-               if not abs(interaction) > 2 * se else
-               "diminishing returns: together they gain less than the sum" if interaction < 0 else
-               "more than additive: together they gain more than the sum")
-    text = (f"On {ctx['where']}, {len(many)} seeds (test accuracy as in ex. 1, mean ± standard error): neither {base}; dropout "
-            f"(0.2, 0.5) alone {drop} ({_versus(drop, base)}); weight decay alone at its best λ = {best_lam:g} "
-            f"{decay} ({_versus(decay, base)}; λ picked on these test numbers, so slightly optimistic); both "
-            f"{both} ({_versus(both, base)}). Interaction (gain of both minus the sum of the two gains) "
-            f"{interaction:+.4f} ± {se:.4f}: {verdict}.")
+    ep = ctx["common"]["epochs"]
+    tab = table(["dropout, epochs", *[f"λ = {lam:g}" for lam in decays]],
+                [[f"{name}, {ep}", *[str(acc[(r, lam)]) for lam in decays]] for name, r in zip(rows, (NONE, D2L_RATES))]
+                + [[f"{name}, {long_epochs}", *[str(lacc[(r, lam)]) if (r, lam) in lacc else "–" for lam in decays]]
+                   for name, r in zip(rows, (NONE, D2L_RATES))])
+    pm = lambda t: f"{t[0]:+.4f} ± {t[1]:.4f}"
+    text = (f"On {ctx['where']}, {len(many)} seeds, the same in every cell (test accuracy as in ex. 1; gains over "
+            f"neither regularizer are paired by seed, mean ± standard error of the per-seed difference): at {ep} "
+            f"epochs neither {base}; dropout {_r(D2L_RATES)} alone {drop} ({_versus(drop, base)}); weight decay "
+            f"alone at its best λ = {best_lam:g} {decay} ({_versus(decay, base)}; λ picked on these test numbers, so "
+            f"slightly optimistic); both {both} ({_versus(both, base)}); {_additivity(g, ep)}. At ex. 2's "
+            f"{long_epochs} epochs ({len(ctx['seeds'])} seeds, same λ): neither {lacc[(NONE, 0.0)].mean:.4f}, gains "
+            f"dropout {pm(lg['drop'])}, weight decay {pm(lg['decay'])}, both {pm(lg['both'])}; "
+            f"{_additivity(lg, long_epochs)}.")
     return answer("§5.6.5", "Compare dropout and weight decay. What happens when both are used? Are the effects "
                   "additive?", text, plot, table=tab,
                   accuracy={f"{list(r)}, lam={lam}": c.mean for (r, lam), c in acc.items()},
-                  interaction=interaction, interaction_se=se)
+                  gains={k: list(v[:2]) for k, v in g.items()}, long_gains={k: list(v[:2]) for k, v in lg.items()})
 
 
 def _ex6_7_noises(ctx, grid_acc):
@@ -312,12 +429,16 @@ def _ex6_7_noises(ctx, grid_acc):
     plot6 = plot_panels([{**panel, "series": {k: series[k] for k in ("dropout", "DropConnect")}}],
                         run.out / "ex_5_6_6_dropconnect.png", f"§5.6 ex. 6: DropConnect vs dropout ({ctx['where']})")
     dc, dr = top["DropConnect"], top["dropout"]
-    text6 = (f"DropConnect here: each weight of the two layers after the hidden layers (dense1, dense2) is kept with "
-             f"probability 1-p and scaled by 1/(1-p), one mask per minibatch shared by its examples (Wan et al. "
-             f"2013's fast variant; per-example masks would cost a batch x 256 x 256 mask per layer), biases kept; "
+    h = (*ctx["hidden"], 10)
+    after = [f"dense{i}" for i in range(1, len(h))]
+    sizes = " and ".join(f"batch x {h[i - 1]} x {h[i]} ({name})" for i, name in enumerate(after, 1))
+    text6 = (f"DropConnect here: each weight of the {len(after)} layers after the hidden layers ({', '.join(after)}) "
+             f"is kept with probability 1-p and scaled by 1/(1-p), one mask per minibatch shared by its examples (Wan "
+             f"et al. 2013's fast variant; per-example masks would need {sizes} mask entries), biases kept; "
              f"dropout at p drops whole rows of those matrices per example instead. Pre-activations get the same "
              f"variance per unit, but DropConnect's noise is independent across output units. On {ctx['where']}, "
-             f"{len(many)} seeds, test accuracy (mean ± standard error, as in ex. 1): {per_p('DropConnect')}; no noise "
+             f"{len(many)} seeds, the same in every arm (test accuracy as in ex. 1, mean ± standard error; differences "
+             f"paired by seed): {per_p('DropConnect')}; no noise "
              f"{none}{_diverged(arms['DropConnect'])}. "
              f"Best DropConnect (p = {best['DropConnect']:g}) {dc} vs best dropout (p = {best['dropout']:g}) {dr}: "
              f"{_versus(dc, dr)}; DropConnect vs no noise {_versus(dc, none)}.")
@@ -327,12 +448,13 @@ def _ex6_7_noises(ctx, grid_acc):
     rows = [[f"{p:g}", f"{p / (1 - p):.3g}", str(arms["dropout"][p]), str(arms["Gaussian dropout"][p]),
              str(arms["DropConnect"][p]), _versus(arms["Gaussian dropout"][p], arms["dropout"][p]).split(",")[0]]
             for p in ps]
-    tab = table(["p", "σ² = p/(1-p)", "dropout", "Gaussian dropout", "DropConnect", "Gaussian − dropout (± SE)"], rows)
-    wins = gd.mean > dr.mean and gd.mean - dr.mean > 2 * math.hypot(gd.se, dr.se)
+    tab = table(["p", "σ² = p/(1-p)", "dropout", "Gaussian dropout", "DropConnect",
+                 "Gaussian − dropout (paired ± SE)"], rows)
+    wins = _paired(gd, dr)[0] > 2 * _paired(gd, dr)[1]
     text7 = (f"Gaussian dropout: each hidden activation is multiplied by 1 + σε, ε ~ N(0, 1), σ² = p/(1-p) -- the "
              f"same mean and variance as inverted dropout's multiplier at rate p, but continuous (no unit is ever "
              f"switched off); eval mode is the identity (regjax.noise.gaussian_dropout). On {ctx['where']}, "
-             f"{len(many)} seeds: {per_p('Gaussian dropout')}"
+             f"{len(many)} seeds (differences paired by seed): {per_p('Gaussian dropout')}"
              f"{_diverged(arms['Gaussian dropout'])}. Best Gaussian (p = {best['Gaussian dropout']:g}) {gd} "
              f"vs best dropout (p = {best['dropout']:g}) {dr}: {_versus(gd, dr)} -- "
              + ("it outperforms dropout." if wins else "it does not measurably outperform dropout.")
@@ -348,46 +470,41 @@ def _ex6_7_noises(ctx, grid_acc):
 
 def _ex4_test_time(ctx, model, long, long_members, i):
     mc = _dropout_at_test_time(model, ctx["run"], ctx["data"], long.state, long_members, i)
+    n = mc["samples"]
     return answer(
         "§5.6.4", "Why is dropout not typically used at test time?",
-        f"With the dropout model of ex. 2 (seed {long_members.configs[i]['seed']}): eval mode (no masks) test accuracy "
-        f"{mc['eval']:.4f}; one pass with masks on {mc['one_pass']:.4f}; the average of {mc['samples']} masked passes "
-        f"{mc['mc_mean']:.4f}. One masked pass costs {mc['eval'] - mc['one_pass']:.4f} accuracy (a random thinned "
-        f"network); averaging {mc['samples']} passes, at {mc['samples']}x the cost, ends "
-        f"{mc['mc_mean'] - mc['eval']:+.4f} from the single deterministic eval-mode pass, whose 1/(1-p) scaling "
-        f"already makes it the expectation over masks (exactly for a linear layer).", mc.pop("plot"), **mc)
+        f"With the dropout model {_r(D2L_RATES)} of ex. 2 (seed {long_members.configs[i]['seed']}): eval mode (no "
+        f"masks) test accuracy {mc['eval']:.4f}; a single pass with masks on {mc['single_mean']:.4f} ± "
+        f"{mc['single_sd']:.4f} (mean ± sd over {n} single passes, range {mc['single_min']:.4f} to "
+        f"{mc['single_max']:.4f}); the average of the {n} passes' probabilities {mc['mc_mean']:.4f}. A masked pass "
+        f"costs {mc['eval'] - mc['single_mean']:.4f} accuracy on average (a random thinned network); averaging {n} "
+        f"passes, at {n}x the cost, ends {mc['mc_mean'] - mc['eval']:+.4f} from the single deterministic eval-mode "
+        f"pass, whose 1/(1-p) scaling already makes it the expectation over masks (exactly for a linear layer).",
+        mc.pop("plot"), **mc)
 
 
 def _dropout_at_test_time(model, run, data, state, members, i):
-    """Eval-mode vs masked predictions of member ``i`` of the stacked ``state``, for 1 ... 64 averaged masked
-    passes."""
+    """Eval-mode vs masked predictions of member ``i`` of the stacked ``state``: the accuracy of each of 64
+    single masked passes, and of the average of the first 1 ... 64 passes' class probabilities."""
     params = jax.tree_util.tree_map(lambda a: a[i], state.params)
     hp = {"rates": jnp.asarray(members.hparams["rates"][i])}
     x, y = jnp.asarray(data[2]), np.asarray(data[3])
     logits, _ = model.apply(params, {}, x, key=None, train=False, hparams=hp)
     eval_acc = float((np.asarray(logits).argmax(-1) == y).mean())
     counts = tiny(run, [1, 2, 4, 8, 16, 32, 64], [1, 2])
-    accs = []
-    for n in counts:
-        one, avg = predict_with_dropout(model, params, {}, x, hp, jax.random.key(run.args.seed + 7), n)
-        accs.append(float((np.asarray(avg).argmax(-1) == y).mean()))
-    one_pass = float((np.asarray(one).argmax(-1) == y).mean())
-    plot = plot_panels([{"series": {"masks on, averaged": (counts, accs), "eval mode": (counts, [eval_acc] * len(counts))},
+    one = lambda k: jax.nn.softmax(model.apply(params, {}, x, key=k, train=True, hparams=hp)[0])
+    probs = np.asarray(jax.lax.map(one, jax.random.split(jax.random.key(run.args.seed + 7), counts[-1])))
+    single = (probs.argmax(-1) == y).mean(axis=1)
+    accs = [float((probs[:n].mean(axis=0).argmax(-1) == y).mean()) for n in counts]
+    plot = plot_panels([{"series": {"masks on, averaged": (counts, accs), "eval mode": (counts, [eval_acc] * len(counts)),
+                                    "single masked pass (mean)": (counts, [float(single.mean())] * len(counts))},
                          "xlabel": "masked passes averaged", "ylabel": "test accuracy", "xscale": "log",
-                         "title": "dropout (0.2, 0.5) model"}],
+                         "title": f"dropout {_r(D2L_RATES)} model"}],
                        run.out / "ex_5_6_4_test_time.png", "§5.6 ex. 4: dropout at test time")
-    return {"eval": eval_acc, "one_pass": one_pass, "mc_mean": accs[-1], "samples": counts[-1],
-            "passes": counts, "accuracy": accs, "plot": str(plot)}
-
-
-def _vs_inverse_keep(ratio_1: float, ratio_2: float) -> str:
-    """How the measured variance ratios (masks on / off) compare with 1/(1-p) for D2L's rates (0.2, 0.5)."""
-    above = ratio_1 > 1.25 and ratio_2 > 2.0
-    return ("above it, because the ReLU outputs' mean is not zero: with a mask m, Var(m x / (1-p)) = "
-            "E[x²]/(1-p) - E[x]², which exceeds Var(x)/(1-p) by E[x]² p/(1-p) (and layer 2 also receives layer 1's "
-            "masked outputs)." if above else
-            "not above it in both layers (for x of mean 0 the ratio would be exactly 1/(1-p); a nonzero mean "
-            "raises it): the sampled activations' statistics decide.")
+    return {"eval": eval_acc, "single_mean": float(single.mean()),
+            "single_sd": float(single.std(ddof=1)) if single.size > 1 else math.nan,
+            "single_min": float(single.min()), "single_max": float(single.max()), "mc_mean": accs[-1],
+            "samples": counts[-1], "passes": counts, "accuracy": accs, "plot": str(plot)}
 
 
 def check(run, sections):
