@@ -8,6 +8,7 @@ from typing import Any, Optional
 import numpy as np
 
 from regjax.engine import group_stats
+from regjax.plots import plot_panels
 
 
 def answer(id_: str, question: str, text: str, plot: Any = None, *, table: Optional[str] = None, **data: Any) -> dict:
@@ -75,6 +76,17 @@ def stats(members, values, by) -> tuple:
     """Mean and std over seeds of ``values`` (one per member), grouped by the config keys ``by``."""
     s = group_stats(members.configs, values, by)
     return np.array([r["mean"] for r in s]), np.array([r["std"] for r in s])
+
+
+def loss_against(members, res, key: str, x, path, *, xlabel: str, xscale: str, title: str, suptitle: str,
+                 test_label: str = "test") -> tuple:
+    """Final train and test loss (mean, std over seeds) against the hyperparameter ``key`` of a sweep, plotted;
+    returns ``(train_mean, train_std, test_mean, test_std, index of the lowest test loss, plot path)``."""
+    train_m, train_s = stats(members, res.final("train_loss"), [key])
+    test_m, test_s = stats(members, res.final("test_loss"), [key])
+    plot = plot_panels([{"series": {"train": (x, train_m, train_s), test_label: (x, test_m, test_s)}, "xlabel": xlabel,
+                         "ylabel": "final loss", "xscale": xscale, "yscale": "log", "title": title}], path, suptitle)
+    return train_m, train_s, test_m, test_s, int(np.nanargmin(test_m)), plot
 
 
 def mean_std(values) -> str:

@@ -16,7 +16,7 @@ from regjax.plots import plot_panels
 from regjax.probes import weight_decay_problem
 from regjax.selection import ridge_closed_form, select_lambda
 
-from .common import answer, seeds_of, stats, table, tiny, trend
+from .common import answer, loss_against, seeds_of, stats, table, tiny, trend
 
 SECTION, TITLE = "3.7", "Weight decay"
 NOISE = 0.01  # the label noise σ of D2L §3.7's problem
@@ -35,13 +35,9 @@ def section(run):
     members = grid(seeds, lam=LAMBDAS, lr=args.lr)
     res = run.sweep("3.7 lambda", model, None, data, members, epochs=epochs, loss="squared",
                     progress_every=epochs)
-    train_m, train_s = stats(members, res.final("train_loss"), ["lam"])
-    test_m, test_s = stats(members, res.final("test_loss"), ["lam"])
-    best = int(np.nanargmin(test_m))
-    plot = plot_panels([{"series": {"train": (lam, train_m, train_s), "test": (lam, test_m, test_s)}, "xlabel": "λ",
-                         "ylabel": "final loss", "xscale": "symlog", "yscale": "log",
-                         "title": f"{len(seeds)} seeds, {epochs} epochs"}],
-                       run.out / "ex_3_7_1_lambda_curve.png", "§3.7 ex. 1: loss against λ")
+    train_m, train_s, test_m, test_s, best, plot = loss_against(
+        members, res, "lam", lam, run.out / "ex_3_7_1_lambda_curve.png", xlabel="λ", xscale="symlog",
+        title=f"{len(seeds)} seeds, {epochs} epochs", suptitle="§3.7 ex. 1: loss against λ")
     out.append(answer(
         "§3.7.1", "Experiment with the value of λ: plot training and test loss as a function of λ. What do you "
         "observe?",

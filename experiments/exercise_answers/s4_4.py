@@ -14,7 +14,7 @@ from regjax.losses import naive_softmax_cross_entropy, softmax_cross_entropy
 from regjax.models.adapters import scratch_softmax_regression
 from regjax.plots import plot_panels
 
-from .common import answer, figure, in_book_order, seeds_of, stats, table, timed, tiny
+from .common import answer, figure, in_book_order, loss_against, seeds_of, table, timed, tiny
 from .s4_2 import image_grid
 
 SECTION, TITLE = "4.4", "Softmax regression from scratch"
@@ -92,13 +92,10 @@ def section(run):
     members = grid(seeds, lr=lrs)
     res = run.sweep("4.4 learning rate", model, None, data, members, epochs=epochs5, batch_size=D2L_BATCH,
                     progress_every=epochs5, checkpoint_interval_s=60.0)
-    te_m, te_s = stats(members, res.final("test_loss"), ["lr"])
-    tr_m, tr_s = stats(members, res.final("train_loss"), ["lr"])
-    best = int(np.nanargmin(te_m))
-    plot_a = plot_panels([{"series": {"validation": (lrs, te_m, te_s), "train": (lrs, tr_m, tr_s)}, "xlabel": "lr",
-                           "ylabel": "final loss", "xscale": "log", "yscale": "log",
-                           "title": f"{where}; {epochs5} epochs, batch {D2L_BATCH}"}],
-                         run.out / "ex_4_4_5_learning_rate.png", "§4.4 ex. 5a: loss against the learning rate")
+    tr_m, tr_s, te_m, te_s, best, plot_a = loss_against(
+        members, res, "lr", lrs, run.out / "ex_4_4_5_learning_rate.png", xlabel="lr", xscale="log",
+        title=f"{where}; {epochs5} epochs, batch {D2L_BATCH}", suptitle="§4.4 ex. 5a: loss against the learning rate",
+        test_label="validation")
     n_div = int(np.sum(~res.history.alive))
 
     # 2. cross-entropy as Σ y log ŷ, trained like the lr-0.1 members above
