@@ -10,6 +10,7 @@ import math
 from typing import Any, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -45,6 +46,24 @@ def check_in_range(value: Any, name: str, low: float, high: float, *, low_open: 
         rb = ")" if high_open else "]"
         raise ValueError(f"{name} must be in {lb}{low}, {high}{rb}, got {value!r}")
     return value
+
+
+def noise_is_on(x: Any, rate: Any, key: Any, train: Any, what: str = "") -> bool:
+    """The checks every noise layer (dropout, DropConnect, Gaussian dropout) makes: ``train`` a Python bool, a
+    concrete ``rate`` in [0, 1], then -- unless the call is the identity (eval mode or a concrete rate 0, when
+    this returns ``False``) -- a key and a floating-point ``x``. ``what`` prefixes the messages."""
+    prefix = f"{what}: " if what else ""
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be a Python bool (static under jit), got {type(train).__name__}")
+    check_in_range(rate, "rate", 0.0, 1.0)
+    if not train or concrete_float(rate, "rate") == 0.0:
+        return False
+    if key is None:
+        raise ValueError(f"{prefix}key is required when train=True and rate > 0 (pass a fresh jax.random key)")
+    dtype = jnp.asarray(x).dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{prefix}x must be a floating-point array, got dtype {dtype}")
+    return True
 
 
 def check_nonnegative(value: Any, name: str) -> Any:

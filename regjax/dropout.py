@@ -10,7 +10,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
-from regjax._checks import check_in_range, concrete_float
+from regjax._checks import noise_is_on
 from regjax.base import Array, ArrayLike, PRNGKey
 
 __all__ = ["dropout"]
@@ -30,16 +30,9 @@ def dropout(x: ArrayLike, rate: Any, *, key: Optional[PRNGKey] = None, train: bo
     Returns:
       Array like ``x``. ``rate == 1`` gives zeros with finite (zero) gradients.
     """
-    if not isinstance(train, bool):
-        raise TypeError(f"train must be a Python bool (static under jit), got {type(train).__name__}")
-    check_in_range(rate, "rate", 0.0, 1.0)
-    if not train or concrete_float(rate, "rate") == 0.0:
+    if not noise_is_on(x, rate, key, train):
         return x
-    if key is None:
-        raise ValueError("key is required when train=True and rate > 0 (pass a fresh jax.random key)")
     x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"x must be a floating-point array, got dtype {x.dtype}")
     keep_prob = 1.0 - jnp.asarray(rate, dtype=x.dtype)
     keep = jax.random.bernoulli(key, keep_prob, x.shape)
     # Double-where keeps the scale (and its gradient) finite when keep_prob == 0: no 0 * inf = NaN.

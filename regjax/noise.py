@@ -18,24 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from regjax._checks import check_in_range, concrete_float
+from regjax._checks import noise_is_on
 from regjax.base import Array, ArrayLike, PRNGKey
+from regjax.dropout import dropout
 
 __all__ = ["dropconnect", "gaussian_dropout"]
-
-
-def _needs_noise(x: ArrayLike, rate: Any, key: Optional[PRNGKey], train: bool, what: str) -> bool:
-    """Check the arguments; ``False`` when the call is the identity (eval mode or a concrete rate 0)."""
-    if not isinstance(train, bool):
-        raise TypeError(f"train must be a Python bool (static under jit), got {type(train).__name__}")
-    check_in_range(rate, "rate", 0.0, 1.0)
-    if not train or concrete_float(rate, "rate") == 0.0:
-        return False
-    if key is None:
-        raise ValueError(f"{what}: key is required when train=True and rate > 0 (pass a fresh jax.random key)")
-    if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating):
-        raise TypeError(f"{what}: needs a floating-point array, got dtype {jnp.asarray(x).dtype}")
-    return True
 
 
 def dropconnect(w: ArrayLike, rate: Any, key: Optional[PRNGKey], *, train: bool) -> Array:
@@ -52,14 +39,7 @@ def dropconnect(w: ArrayLike, rate: Any, key: Optional[PRNGKey], *, train: bool)
       key: a ``jax.random`` key (required when ``train`` and the rate is not a concrete 0); fresh per step.
       train: ``False`` returns ``w`` unchanged. A Python bool.
     """
-    if not _needs_noise(w, rate, key, train, "dropconnect"):
-        return w
-    w = jnp.asarray(w)
-    keep_prob = 1.0 - jnp.asarray(rate, dtype=w.dtype)
-    keep = jax.random.bernoulli(key, keep_prob, w.shape)
-    safe = jnp.where(keep_prob > 0, keep_prob, 1.0)  # no 0 * inf = NaN (nor in the gradient) at rate 1
-    scale = jnp.where(keep_prob > 0, 1.0 / safe, 0.0)
-    return jnp.where(keep, w * scale, jnp.zeros_like(w))
+    return dropout(w, rate, key=key, train=train)  # the same Bernoulli mask and 1/(1-rate), on the weights
 
 
 def gaussian_dropout(x: ArrayLike, rate: Any, key: Optional[PRNGKey], *, train: bool) -> Array:
@@ -77,7 +57,7 @@ def gaussian_dropout(x: ArrayLike, rate: Any, key: Optional[PRNGKey], *, train: 
       key: a ``jax.random`` key (required when ``train`` and the rate is not a concrete 0); fresh per step.
       train: ``False`` returns ``x`` unchanged. A Python bool.
     """
-    if not _needs_noise(x, rate, key, train, "gaussian_dropout"):
+    if not noise_is_on(x, rate, key, train, "gaussian_dropout"):
         return x
     if not isinstance(rate, jax.core.Tracer) and np.any(np.asarray(rate) == 1.0):
         raise ValueError("gaussian_dropout: rate must be < 1 in training (the matched variance rate/(1-rate) is "
