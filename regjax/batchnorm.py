@@ -23,9 +23,16 @@ import jax.numpy as jnp
 from regjax._checks import check_in_range
 from regjax.base import Array, ArrayLike
 
-__all__ = ["batch_norm_init", "batch_norm", "BN_MODES"]
+__all__ = ["batch_norm_init", "batch_norm", "BN_MODES", "check_mode"]
 
 BN_MODES = ("full", "mean", "variance")
+
+
+def check_mode(mode: Any, name: str = "mode") -> str:
+    """``mode`` if it is one of ``BN_MODES``, else a ``ValueError`` naming ``name`` and the allowed values."""
+    if not isinstance(mode, str) or mode not in BN_MODES:
+        raise ValueError(f"{name} must be one of {BN_MODES}, got {mode!r}")
+    return mode
 
 
 def batch_norm_init(num_features: int, dtype: Any = jnp.float32) -> Tuple[dict, dict]:
@@ -44,8 +51,7 @@ def batch_norm_init(num_features: int, dtype: Any = jnp.float32) -> Tuple[dict, 
 def _check_inputs(x: Array, params: dict, state: dict, train: Any, mode: Any) -> None:
     if not isinstance(train, bool):
         raise TypeError(f"train must be a Python bool (static under jit), got {type(train).__name__}")
-    if not isinstance(mode, str) or mode not in BN_MODES:
-        raise ValueError(f"mode must be one of {BN_MODES}, got {mode!r}")
+    check_mode(mode)
     if x.ndim not in (2, 4):
         raise ValueError(
             f"x must be (N, C) or NHWC (N, H, W, C); got an array of rank {x.ndim} with shape {x.shape}"

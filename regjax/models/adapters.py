@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import jax
 
 from regjax.base import ArrayLike, Model
-from regjax.batchnorm import BN_MODES
+from regjax.batchnorm import check_mode
 from regjax.models import from_flax_variables, linen, scratch, to_flax_variables
 
 __all__ = ["scratch_linreg", "scratch_softmax_regression", "scratch_mlp", "scratch_lenet_bn", "linen_model",
@@ -55,8 +55,7 @@ def scratch_lenet_bn(num_classes: int = 10, image_shape: Sequence[int] = (28, 28
     BN layers; ``False`` is plain LeNet) or 4 bools (BN after conv0, conv1, dense0, dense1; only those layers
     get BN params/state); ``bn_mode``: ``"full"``, or the "lite" ``"mean"`` / ``"variance"`` BN of §8.5 ex. 4."""
     flags = scratch.lenet_bn_flags(use_bn)  # refuses a bad pattern now, not at the first call
-    if not isinstance(bn_mode, str) or bn_mode not in BN_MODES:
-        raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
+    check_mode(bn_mode, "bn_mode")
 
     def apply(params, ms, x, *, key=None, train=False, hparams=None):
         return scratch.lenet_bn(params, ms, x, train=train, use_bn=flags, bn_mode=bn_mode)
