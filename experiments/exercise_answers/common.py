@@ -1,8 +1,8 @@
 """What the sections' answers share: the answer record, seeds and their statistics, tiny sizes for tests."""
 from __future__ import annotations
 
-import math
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -35,7 +35,7 @@ def markdown(answers: list) -> str:
         if a.get("table"):
             part += "\n\n" + a["table"]
         if a.get("plot"):
-            part += f"\n![{a['id']}]({a['plot'].replace(chr(92), '/').rsplit('/', 1)[-1]})"
+            part += f"\n![{a['id']}]({Path(a['plot']).name})"
         parts.append(part)
     return "\n\n".join(parts) + "\n"
 
@@ -100,14 +100,6 @@ def trend(values) -> str:
     if (d >= 0).all():
         return "rises monotonically"
     return "falls monotonically" if (d <= 0).all() else "changes non-monotonically"
-
-
-def compare(a: tuple, b: tuple) -> str:
-    """(mean, std) pairs a and b: their difference, or that it is within the seed-to-seed spread."""
-    diff = a[0] - b[0]
-    if abs(diff) <= math.hypot(a[1], b[1]):
-        return f"a difference of {diff:+.4f}, within the seed-to-seed spread"
-    return f"D2L's order is {'better' if diff > 0 else 'worse'} by {abs(diff):.4f}"
 
 
 def pair(a, b) -> str:

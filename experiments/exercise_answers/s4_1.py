@@ -95,7 +95,6 @@ def _temperature_rows() -> list:
 def section(run):
     seed = run.args.seed
     run.set_dataset({"name": "none (closed-form checks of §4.1's derivations)", "n_train": 5}, n_train=5)
-    run.start()   # nothing trains here: declare the run now, so --overwrite clears the old files before we write
     out = []
 
     # 1. Hessian = covariance

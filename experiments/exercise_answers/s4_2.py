@@ -76,7 +76,6 @@ def section(run):
     args = run.args
     ds = run.ds or run.load_images()
     data = run.images(ds, flatten=True)
-    run.start()   # the figures come before the first training: declare the run first (--overwrite clears old files)
     x, y = data[0], np.asarray(data[1])
     x_host, n = np.asarray(x), len(y)
     rng = np.random.default_rng(args.seed)

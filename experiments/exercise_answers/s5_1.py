@@ -26,7 +26,6 @@ def _rank(m, tol=1e-6):
 
 
 def section(run):
-    run.start()  # results.json describes this run from here: its cleanup of the last run's files comes first
     seed = run.args.seed
     x = jnp.linspace(-8.0, 8.0, 401)
     out = []

@@ -45,7 +45,6 @@ def _manual_grads(p, x, y):
 
 
 def section(run):
-    run.start()  # results.json describes this run from here: its cleanup of the last run's files comes first
     key = jax.random.key(run.args.seed)
     out = []
 

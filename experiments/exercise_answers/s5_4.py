@@ -23,7 +23,6 @@ INITS = {"constant 0": jax.nn.initializers.constant(0.0), "constant 0.3": jax.nn
 
 
 def section(run):
-    run.start()  # results.json describes this run from here: its cleanup of the last run's files comes first
     args = run.args
     seeds = seeds_of(args)[:tiny(run, args.seeds, 1)]
     out = []
