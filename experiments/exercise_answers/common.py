@@ -89,10 +89,19 @@ def loss_against(members, res, key: str, x, path, *, xlabel: str, xscale: str, t
     return train_m, train_s, test_m, test_s, int(np.nanargmin(test_m)), plot
 
 
-def mean_std(values) -> str:
-    """``mean ± std`` with the sample std (ddof 1, as ``group_stats``): the convention of every ± here."""
+def sample_std(values, axis: Optional[int] = None) -> Any:
+    """The sample std (ddof 1, as ``group_stats``: the convention of every ± here) over seeds or draws -- over
+    all values, or along ``axis`` -- and 0 where there is only one."""
     v = np.asarray(values, float)
-    return f"{v.mean():.4f} ± {(v.std(ddof=1) if v.size > 1 else 0.0):.4f}"
+    n = v.size if axis is None else v.shape[axis]
+    sd = v.std(axis=axis, ddof=1) if n > 1 else np.zeros_like(v.mean(axis=axis))
+    return float(sd) if np.ndim(sd) == 0 else sd
+
+
+def mean_std(values) -> str:
+    """``mean ± std`` (``sample_std``) in 4 decimals."""
+    v = np.asarray(values, float)
+    return f"{v.mean():.4f} ± {sample_std(v):.4f}"
 
 
 def trend(values) -> str:

@@ -11,7 +11,7 @@ from regjax.data.synthetic import synthetic_linear
 from regjax.engine import epoch_key, run_keys
 from regjax.models.adapters import scratch_linreg
 
-from .common import answer, in_book_order, table, tiny
+from .common import answer, in_book_order, sample_std, table, tiny
 
 SECTION, TITLE = "3.3", "Synthetic regression data"
 TRUE_W, TRUE_B, NOISE = np.array([2.0, -3.4], np.float32), 4.2, 0.01
@@ -33,7 +33,7 @@ def record(run, what: str, n: int, **extra) -> None:
 def pm(values) -> str:
     """``mean ± std`` over seeds in 3 significant digits, the std with ddof 1 (as ``common.mean_std``)."""
     v = np.asarray(values, float)
-    return f"{v.mean():.3g} ± {(v.std(ddof=1) if v.size > 1 else 0.0):.2g}"
+    return f"{v.mean():.3g} ± {sample_std(v):.2g}"
 
 
 def book_batch_sizes(n: int, batch_size: int) -> list:

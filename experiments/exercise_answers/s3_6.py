@@ -16,7 +16,7 @@ from regjax.engine import grid
 from regjax.models.adapters import scratch_linreg
 from regjax.plots import plot_panels
 
-from .common import answer, in_book_order, seeds_of, table, tiny
+from .common import answer, in_book_order, sample_std, seeds_of, table, tiny
 
 SECTION, TITLE = "3.6", "Generalization"
 LR, BATCH, NOISE = 0.02, 10, 0.1
@@ -68,16 +68,10 @@ def _unscaled(run, seed: int, epochs: int):
     return names, members, res, float(jnp.abs(raw_tr).max()), conds
 
 
-def _sd(values, axis=None):
-    """The sample std (ddof 1) over data draws; 0 with a single draw."""
-    v = np.asarray(values, float)
-    return v.std(axis=axis, ddof=1) if v.shape[0 if axis is None else axis] > 1 else np.zeros_like(v.mean(axis))
-
-
 def _overfit(te: np.ndarray, best: int) -> str:
     """Is the 20-feature test loss above the best one by more than the spread over data draws?"""
     diff = te[:, -1] - te[:, best]
-    if (diff > 0).all() or diff.mean() > _sd(diff):
+    if (diff > 0).all() or diff.mean() > sample_std(diff):
         return (f"overfit: the 20-feature test loss is higher in {int((diff > 0).sum())} of {len(diff)} draws "
                 f"(median excess {np.median(diff):+.3g} over the best count's)")
     return f"do not overfit beyond the spread over draws (higher in {int((diff > 0).sum())} of {len(diff)} draws)"
@@ -87,7 +81,7 @@ def _flattened(te: np.ndarray, half: int, sizes: list, what: str) -> str:
     """What the last step of a learning curve (test losses, draws × sizes) says: still falling, or flat within the
     spread over draws."""
     gain = te[:, half] - te[:, -1]
-    m, s, last = gain.mean(), float(_sd(gain)), te[:, -1].mean()
+    m, s, last = gain.mean(), float(sample_std(gain)), te[:, -1].mean()
     floor = NOISE ** 2 / 2
     if m > s:
         return (f"{what}: from {sizes[half]} to {sizes[-1]} examples the test loss still falls by {m:.3g} ± {s:.2g}"
@@ -191,7 +185,7 @@ def section(run):
     tr = res.final("train_loss").reshape(len(seeds), len(feats))
     te = res.final("test_loss").reshape(len(seeds), len(feats))
     best = int(np.argmin(te.mean(0)))
-    plot3 = plot_panels([{"series": {"train": (feats, tr.mean(0), _sd(tr, 0)), "test": (feats, te.mean(0), _sd(te, 0)),
+    plot3 = plot_panels([{"series": {"train": (feats, tr.mean(0), sample_std(tr, 0)), "test": (feats, te.mean(0), sample_std(te, 0)),
                                      "noise floor σ²/2": (feats, np.full(len(feats), NOISE ** 2 / 2))},
                           "xlabel": "number of features (degree + 1)", "ylabel": "final loss ½(ŷ−y)²", "yscale": "log",
                           "title": f"n_train 100, {epochs_d} epochs, {len(seeds)} data draws"}],
@@ -205,10 +199,10 @@ def section(run):
         f"(loss against the number of features, n_train 100, {epochs_d} epochs, {len(seeds)} draws): train loss "
         f"{tr.mean(0)[0]:.3g} with 1 feature, {tr.mean(0)[2]:.3g} with 3, {tr.mean(0)[3]:.3g} with 4 (the true "
         f"degree), {tr.mean(0)[-1]:.3g} with 20 (lowest {tr.mean(0).min():.3g} at {feats[int(tr.mean(0).argmin())]}); "
-        f"test loss is lowest at {feats[best]} features ({te.mean(0)[best]:.3g} ± {_sd(te, 0)[best]:.2g}) and "
-        f"{te.mean(0)[-1]:.3g} ± {_sd(te, 0)[-1]:.2g} at 20 ({te.mean(0)[-1] / te.mean(0)[best]:.1f}x; per draw "
+        f"test loss is lowest at {feats[best]} features ({te.mean(0)[best]:.3g} ± {sample_std(te, 0)[best]:.2g}) and "
+        f"{te.mean(0)[-1]:.3g} ± {sample_std(te, 0)[-1]:.2g} at 20 ({te.mean(0)[-1] / te.mean(0)[best]:.1f}x; per draw "
         f"{', '.join(f'{v:.3g}' for v in te[:, -1])}): the features beyond the fourth {_overfit(te, best)}.", plot3,
-        features=feats, train_mean=tr.mean(0).tolist(), test_mean=te.mean(0).tolist(), test_std=_sd(te, 0).tolist()))
+        features=feats, train_mean=tr.mean(0).tolist(), test_mean=te.mean(0).tolist(), test_std=sample_std(te, 0).tolist()))
 
     # 7. learning curve: decrease the data
     sizes = tiny(run, SIZES, [5, 50])
@@ -232,8 +226,8 @@ def section(run):
     steps = list(te)
     ls, ls4 = np.array(closed), np.array(closed4)  # (draws, sizes)
     floor = {"noise floor σ²/2": (sizes, np.full(len(sizes), NOISE ** 2 / 2))}
-    series = {f"SGD test, {k} steps": (sizes, v.mean(0), _sd(v, 0)) for k, v in te.items()}
-    series.update({"least squares, 4 true features": (sizes, ls4.mean(0), _sd(ls4, 0)), **floor})
+    series = {f"SGD test, {k} steps": (sizes, v.mean(0), sample_std(v, 0)) for k, v in te.items()}
+    series.update({"least squares, 4 true features": (sizes, ls4.mean(0), sample_std(ls4, 0)), **floor})
     plot7 = plot_panels([{"series": series, "xlabel": "training examples used", "ylabel": "test loss",
                           "xscale": "log", "yscale": "log",
                           "title": f"20 features (SGD), {len(seeds)} draws, 1000 test examples"},
@@ -242,7 +236,7 @@ def section(run):
                           "xscale": "log", "yscale": "log", "title": "20 features, closed-form least squares"}],
                         run.out / "ex_3_6_7_learning_curve.png", "§3.6 ex. 7: learning curve")
     half = sizes.index(n_max // 2) if n_max // 2 in sizes else len(sizes) - 2
-    fmt = lambda v, i: f"{v.mean(0)[i]:.3g} ± {_sd(v, 0)[i]:.2g}"  # noqa: E731
+    fmt = lambda v, i: f"{v.mean(0)[i]:.3g} ± {sample_std(v, 0)[i]:.2g}"  # noqa: E731
     rows = [[n] + [fmt(v, i) for v in te.values()] + [f"{np.median(ls[:, i]):.3g}", fmt(ls4, i)]
             for i, n in enumerate(sizes)]
     first, last = te[steps[0]], te[steps[-1]]
@@ -277,6 +271,6 @@ def section(run):
         table=table(["n_train"] + [f"SGD test loss, {k} steps" for k in steps]
                     + ["least squares (median)", "least squares, 4 features"], rows),
         sizes=sizes, sgd_test_mean={k: v.mean(0).tolist() for k, v in te.items()},
-        sgd_test_std={k: _sd(v, 0).tolist() for k, v in te.items()},
+        sgd_test_std={k: sample_std(v, 0).tolist() for k, v in te.items()},
         closed_form_test=ls.tolist(), closed_form_4_features_test_mean=ls4.mean(0).tolist()))
     return in_book_order(out)

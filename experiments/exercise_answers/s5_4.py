@@ -15,7 +15,7 @@ from regjax.engine import grid
 from regjax.models.adapters import scratch_linreg, scratch_mlp, scratch_softmax_regression
 from regjax.plots import plot_panels
 
-from .common import answer, figure, in_book_order, seeds_of, table, tiny
+from .common import answer, figure, in_book_order, sample_std, seeds_of, table, tiny
 
 SECTION, TITLE = "5.4", "Numerical stability and initialization"
 INITS = {"constant 0": jax.nn.initializers.constant(0.0), "constant 0.3": jax.nn.initializers.constant(0.3),
@@ -81,9 +81,9 @@ def _equal_init(run, seeds):
                 k = np.asarray(res.state.params["dense0"]["kernel"])          # (members, inputs, hidden)
                 gaps[iname] = float(np.max(k.max(axis=2) - k.min(axis=2)))  # largest gap between two units
                 spread = f"{gaps[iname]:.2g}"
-            data[(pname, iname)] = (float(np.mean(metric)), _sd(metric))
+            data[(pname, iname)] = (float(np.mean(metric)), sample_std(metric))
             rows.append([pname, iname, "test MSE" if loss == "squared" else "test accuracy",
-                         f"{np.mean(metric):.4g} ± {_sd(metric):.2g}", spread])
+                         f"{np.mean(metric):.4g} ± {sample_std(metric):.2g}", spread])
     f = lambda p, i: f"{data[(p, i)][0]:.4g}" if (p, i) in data else "n/a"
     return answer(
         "§5.4.2", "Can all weight parameters in linear regression or softmax regression be initialized to the same "
@@ -178,7 +178,7 @@ def _lars(run, seeds):
             raw = res.final("test_accuracy")
             final = np.nan_to_num(raw, nan=0.0)  # a diverged member scores 0
             at = lambda a, lr: a[[c["lr"] == lr for c in members.configs]]
-            acc[(regime, name)] = [(float(np.mean(at(final, lr))), _sd(at(final, lr))) for lr in lrs]
+            acc[(regime, name)] = [(float(np.mean(at(final, lr))), sample_std(at(final, lr))) for lr in lrs]
             diverged[(regime, name)] = [int(np.isnan(at(raw, lr)).sum()) for lr in lrs]
         panels.append({"series": {n: (lrs, [m for m, _ in acc[(regime, n)]], [s for _, s in acc[(regime, n)]])
                                   for n in opts}, "xlabel": "learning rate", "ylabel": "final test accuracy",
@@ -206,12 +206,6 @@ def _lars(run, seeds):
         table=table(["lr"] + [f"{r}: {n}" for r, n in acc], rows), learning_rates=lrs,
         accuracy={f"{r} / {n}": v for (r, n), v in acc.items()},
         diverged={f"{r} / {n}": v for (r, n), v in diverged.items()})
-
-
-def _sd(values) -> float:
-    """Sample std over seeds (ddof 1, the convention of every ± here); 0 for one seed."""
-    v = np.asarray(values, float)
-    return float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
 def _kappa(c: float) -> str:
