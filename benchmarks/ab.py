@@ -11,7 +11,7 @@ SGD lr 0.5, batch 256, N(0, 0.01²)) on 60,000 x 784 uniform Fashion-MNIST-shape
 parent times the workers in turn, round after round (a worker that is not being timed waits on its stdin, so
 they never compete for the cores and a change of load hits both alike):
 
-* ``engine epoch``: one ``make_epoch(make_step(model, None), 256)`` epoch, ended by ``block_until_ready`` --
+* ``engine epoch``: one ``make_epoch(make_step(model, scratch_sgd), 256)`` epoch, ended by ``block_until_ready`` --
   the building block the ``train_mlp`` suite's row (a) measures;
 * ``fit, 2 epochs``: a whole warm ``fit(..., epochs=2)`` call (programs cached by the earlier calls): the
   prologue, two training epochs and two test-set evaluations (10,000 examples) -- what a CLI run pays per
@@ -24,8 +24,10 @@ its own warm compilation and parsed-data cache (one untimed run each first), and
 jax"`` in every round. regjax's own start-up and teardown overhead = the run's wall time minus that round's bare
 ``import jax`` minus the epoch and its evaluation as the run's results.json records them.
 
-Each checkout's worker finds the engine where that checkout has it (``regjax.engine``, or ``regjax.train``
-before the one-engine change). The JSON goes to ``benchmarks/results/ab-<date>[-label].json``; the table
+Each checkout's worker finds the package where that checkout has it (``src/regjax``, or ``regjax`` before the src
+layout), the engine there (``regjax.engine``, or ``regjax.train`` before the one-engine change) and the scratch SGD
+step as that checkout spells it (``regjax.optim.scratch_sgd``, or ``optimizer=None`` before it was an optax
+transformation); the learning rate comes in ``hparams`` on both. The JSON goes to ``benchmarks/results/ab-<date>[-label].json``; the table
 (medians, every round kept in the JSON, ratio = baseline time / this checkout's time: > 1 is faster here) to
 stdout.
 """
@@ -59,14 +61,19 @@ def worker(n: int) -> None:
     except ImportError:  # a checkout from before the one-engine change
         from regjax.train import fit, init_state, make_epoch, make_step
     from regjax.models.adapters import mlp_model
+    try:
+        from regjax.optim import scratch_sgd
+        optimizer = scratch_sgd(0.5)
+    except ImportError:  # a checkout from before scratch SGD was an optax transformation
+        optimizer = None
 
     rng = np.random.default_rng(0)
     x = rng.random((n, 784), dtype=np.float32)
     y = rng.integers(0, 10, n).astype(np.int32)
     data = (x, y, x[: n // 6], y[: n // 6])
     model = mlp_model("scratch", 784, (256, 256), 10, (0.2, 0.5), "normal")
-    epoch = make_epoch(make_step(model, None), 256)
-    state = init_state(model, None, jax.random.key(0))
+    epoch = make_epoch(make_step(model, optimizer), 256)
+    state = init_state(model, optimizer, jax.random.key(0))
     hparams = {"lr": jnp.float32(0.5)}
     xd, yd = jax.device_put(x), jax.device_put(y)
     count = 0
@@ -78,7 +85,7 @@ def worker(n: int) -> None:
         jax.block_until_ready(metrics)
 
     def run_fit():
-        return fit(model, None, data, epochs=2, batch_size=256, key=jax.random.key(0), hparams={"lr": 0.5})[1]
+        return fit(model, optimizer, data, epochs=2, batch_size=256, key=jax.random.key(0), hparams={"lr": 0.5})[1]
 
     engine()
     run_fit()  # compile both
@@ -95,12 +102,18 @@ def worker(n: int) -> None:
             print(time.perf_counter() - t0, statistics.median(history.epoch_time_s), flush=True)
 
 
+def package_root(checkout: Path) -> Path:
+    """The folder that holds a checkout's ``regjax`` package: ``src/`` (the src layout), or the checkout itself."""
+    return checkout / "src" if (checkout / "src" / "regjax").is_dir() else checkout
+
+
 def _start(checkout: Path, n: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(checkout), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "")}
+    env = {**os.environ, "PYTHONPATH": str(package_root(checkout)),
+           "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "")}
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", str(n)], cwd=checkout,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     word, _, measured = proc.stdout.readline().strip().partition(" ")
-    if word != "ready" or Path(measured).resolve() != (checkout / "regjax").resolve():
+    if word != "ready" or Path(measured).resolve() != (package_root(checkout) / "regjax").resolve():
         raise RuntimeError(f"the worker for {checkout} did not start on its own regjax ({measured or 'no answer'})")
     return proc
 
@@ -144,7 +157,7 @@ def _startup_times(checkouts: dict, tmp: Path, rounds: int, n_train: int) -> dic
         out = tmp / f"out-{slug}"
         cmd = experiment_cmd(sys.executable, out, "--data-dir", data, "--epochs", "1",
                              experiment=checkout / "experiments" / "dropout_mlp.py")
-        env = child_env(PYTHONPATH=checkout, REGJAX_CACHE_DIR=tmp / f"cache-{slug}", MPLBACKEND="Agg")
+        env = child_env(PYTHONPATH=package_root(checkout), REGJAX_CACHE_DIR=tmp / f"cache-{slug}", MPLBACKEND="Agg")
         return cmd, env, checkout, out
 
     runs = {name: command(name, checkout) for name, checkout in checkouts.items()}
@@ -178,7 +191,7 @@ def main(argv=None) -> int:
     rev = subprocess.run(["git", "rev-parse", args.baseline], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout.strip()
     here = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "regjax"], cwd=ROOT, capture_output=True,
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "src", "regjax"], cwd=ROOT, capture_output=True,
                                 text=True).stdout.strip())
     tmp = Path(tempfile.mkdtemp(prefix="regjax-ab-"))
     base = tmp / "baseline"

@@ -140,12 +140,13 @@ def run_timed(cmd, *, env=None, cwd=ROOT, check=True) -> tuple[float, subprocess
 
 
 def child_env(**overrides) -> dict:
-    """The environment for child Pythons: this checkout first on PYTHONPATH, so they measure the same regjax; no
+    """The environment for child Pythons: this checkout (its src/ and its root) first on PYTHONPATH, so they
+    measure the same regjax; no
     JAX compilation cache of the caller's (``$JAX_COMPILATION_CACHE_DIR`` would make a "cold" run warm): the
     experiments keep theirs under ``$REGJAX_CACHE_DIR``, which the suites set."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")) if p)
     env.update({k: str(v) for k, v in overrides.items()})
     return env
 

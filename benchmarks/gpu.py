@@ -3,7 +3,7 @@
 
 For the few minutes a GPU machine is lent:
 
-    PYTHONPATH=$PWD timeout 540 python benchmarks/gpu.py      # on the GPU machine: about 8 minutes
+    timeout 540 python benchmarks/gpu.py      # on the GPU machine: about 8 minutes
     python benchmarks/gpu.py --dry-run                         # tiny sizes on the CPU: proves the call works
 
 It runs ``benchmarks/run.py`` once per suite, in order of value -- ``train_mlp`` (regjax's scan engine, the
@@ -29,7 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+_CHECKOUT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(_CHECKOUT / "src"), str(_CHECKOUT)]  # this checkout's regjax and benchmarks
 
 from benchmarks.common import ROOT, markdown_table, not_run, seconds_arg, write_record  # noqa: E402
 
@@ -60,7 +61,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     out = args.out or Path(os.environ.get("OUT") or ROOT / "benchmarks" / "results")
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), str(ROOT),
+                                                                     os.environ.get("PYTHONPATH")]))}
     if args.dry_run:
         env["JAX_PLATFORMS"] = "cpu"  # the dry run must neither need nor grab a GPU
     stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H%M%S")

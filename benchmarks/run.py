@@ -18,7 +18,8 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout's regjax and benchmarks
+_CHECKOUT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(_CHECKOUT / "src"), str(_CHECKOUT)]  # measure this checkout's regjax and benchmarks
 
 from benchmarks import batch_norm, epoch_profile, prng, roofline, scaling, startup, sweep, train_mlp  # noqa: E402
 from benchmarks.common import (  # noqa: E402

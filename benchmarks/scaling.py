@@ -15,15 +15,15 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__":  # the child process: measure this checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src"), str(Path(__file__).resolve().parents[1])]
 
 from benchmarks.common import child_env, median, row, run_timed, suite_result, unavailable  # noqa: E402
 
 VIRTUAL_DEVICES = 8
 
 METHOD = (
-    "fit(mlp_model('scratch', 784, (256, 256), 10, (0.2, 0.5), 'normal'), None, data, epochs=1, batch_size=256, "
-    "key=jax.random.key(0), hparams={'lr': 0.5}, data_mesh=data_mesh(k)) for k = 1, 2, 4, ... devices, on "
+    "fit(mlp_model('scratch', 784, (256, 256), 10, (0.2, 0.5), 'normal'), scratch_sgd(0.5), data, epochs=1, "
+    "batch_size=256, key=jax.random.key(0), data_mesh=data_mesh(k)) for k = 1, 2, 4, ... devices, on "
     "uniform Fashion-MNIST-shaped data (N = 20,000 train, 2,000 test; --quick 2,048 / 256 and k = 1, 8 only): "
     "every batch of 256 split over the k devices, parameters replicated, XLA's all-reduces for the gradients. "
     "Calls interleaved across k, round after round (the first round, which compiles each k's program, is "
@@ -46,6 +46,7 @@ def measure(n: int, epochs: int, rounds: int, counts) -> dict:
     from benchmarks.train_mlp import fashion_like
     from regjax.engine import fit
     from regjax.models.adapters import mlp_model
+    from regjax.optim import scratch_sgd
     from regjax.parallel import data_mesh
 
     x, y = fashion_like(n)
@@ -55,8 +56,8 @@ def measure(n: int, epochs: int, rounds: int, counts) -> dict:
     params = {}
     for r in range(rounds + 1):
         for k in counts:
-            state, history = fit(model, None, (x, y, xt, yt), epochs=epochs, batch_size=256, key=jax.random.key(0),
-                                 hparams={"lr": 0.5}, data_mesh=data_mesh(k))
+            state, history = fit(model, scratch_sgd(0.5), (x, y, xt, yt), epochs=epochs, batch_size=256,
+                                 key=jax.random.key(0), data_mesh=data_mesh(k))
             if r:
                 times[k].append(float(np.median(history.epoch_time_s)))
             else:

@@ -81,10 +81,9 @@ def main():
     stages["in-process total"] = time.perf_counter() - T0
     missing = sorted(set(STAGES.values()) - {k.split(":")[0] for k in stages})
     out.write_text(json.dumps({"stages_s": stages, "missing": missing, "fit": fit_detail}, indent=1))
-    from regjax.runner.lifecycle import fast_exit_is_safe, finish_process
+    from regjax.runner.lifecycle import exit_finished
 
-    if fast_exit_is_safe():  # leave as the CLI does (runner.script), so the parent's wall time compares
-        finish_process(0)
+    exit_finished()  # leave as the CLI does (runner.script), so the parent's wall time compares
 
 
 if __name__ == "__main__":

@@ -37,18 +37,23 @@ def _workloads(quick: bool) -> dict:
     """``{name: (model, optimizer, data, members, fit kwargs, epochs)}``."""
     from regjax.engine import grid
     from regjax.models.adapters import scratch_mlp
-    from regjax.probes import weight_decay_problem
+    import jax
 
-    data, linear = weight_decay_problem(0, 20, 100, 200)
+    from regjax.data import seed_keys, weight_decay_data
+    from regjax.models.adapters import scratch_linreg
+    from regjax.optim import scratch_sgd
+
+    data = weight_decay_data(seed_keys(0)[0], 20, 100, 200)  # D2L §3.7's problem, as experiments/weight_decay.py
+    linear = scratch_linreg(200, weight_init=jax.nn.initializers.normal(1.0))
     lams, seeds = (WD_LAMBDAS[::8], 2) if quick else (WD_LAMBDAS, 8)
     n, n_test, mlp_lams, mlp_seeds = (512, 256, [0.0], 2) if quick else (10000, 2000, [0, 1e-4, 1e-3, 1e-2], 4)
     x, y = fashion_like(n)
     xt, yt = fashion_like(n_test, seed=1)
     mlp = scratch_mlp(784, (256, 256), 10, (0.2, 0.5), "normal")
     return {
-        "weight decay": (linear, None, data, grid(range(seeds), lam=lams, lr=0.003),
+        "weight decay": (linear, scratch_sgd(0.003), data, grid(range(seeds), lam=lams, lr=0.003),
                          {"batch_size": 5, "loss": "squared"}, 3 if quick else 100),
-        "dropout MLP": (mlp, None, (x, y, xt, yt), grid(range(mlp_seeds), lam=mlp_lams, lr=0.5),
+        "dropout MLP": (mlp, scratch_sgd(0.5), (x, y, xt, yt), grid(range(mlp_seeds), lam=mlp_lams, lr=0.5),
                         {"batch_size": 256}, 1 if quick else 2),
     }
 

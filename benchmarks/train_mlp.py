@@ -1,6 +1,6 @@
 """Suite ``train_mlp``: the D2L dropout MLP trained four ways in one process, on Fashion-MNIST-shaped data.
 
-(a) regjax's scan engine (``make_epoch(make_step(model, None), 256)``: one jitted call per epoch);
+(a) regjax's scan engine (``make_epoch(make_step(model, scratch_sgd(lr)), 256)``: one jitted call per epoch);
 (b) the same step jitted alone and called once per batch from Python, fed host NumPy batches (d2l's JAX style);
 (c) PyTorch eager, d2l style; (d) the same PyTorch step under ``torch.compile`` (``benchmarks/torch_mlp.py``).
 Plus a breakdown of (a): without dropout masks, the shuffle+gather alone, and the test-set evaluation.
@@ -60,11 +60,13 @@ def engine_epochs(x, y, *, key=None, rates=RATES, epoch_maker=None, impl="scratc
     import jax.numpy as jnp
 
     from regjax.engine import init_state, make_epoch, make_step
+    from regjax.optim import scratch_sgd
 
     key = jax.random.key(0) if key is None else key
     model = _model(rates, impl)
-    epoch = (epoch_maker or make_epoch)(make_step(model, None), BATCH)
-    state = init_state(model, None, key)
+    optimizer = scratch_sgd(LR)
+    epoch = (epoch_maker or make_epoch)(make_step(model, optimizer), BATCH)
+    state = init_state(model, optimizer, key)
     hparams = {"lr": jnp.float32(LR)}
     data_key = jax.random.fold_in(key, 2)
     x, y = jax.device_put(x), jax.device_put(y)
@@ -120,10 +122,12 @@ def jit_loop_epochs(x, y):
     import jax.numpy as jnp
 
     from regjax.engine import init_state, make_step
+    from regjax.optim import scratch_sgd
 
     model = _model()
-    step = jax.jit(make_step(model, None), donate_argnums=(0,))
-    state = init_state(model, None, jax.random.key(0))
+    optimizer = scratch_sgd(LR)
+    step = jax.jit(make_step(model, optimizer), donate_argnums=(0,))
+    state = init_state(model, optimizer, jax.random.key(0))
     hparams = {"lr": jnp.float32(LR)}
     rng = np.random.default_rng(0)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from regjax import runner
 from regjax.models.adapters import IMPLS, lenet_bn_model
+from regjax.optim import sgd_for
 from regjax.plots import plot_histories
 
 
@@ -27,8 +28,7 @@ def main(argv=None):
         run.say(f"dataset: {ds.name} ({ds.source}) as 28x28x1, {len(data[0])} train; {name}, impl {args.impl}; "
                 f"{epochs} epochs; preset {args.preset}: lr {args.lr:g}, batch {args.batch_size}")
         model = lenet_bn_model(args.impl, 10, (28, 28, 1), use_bn=not args.no_bn)
-        optimizer, hparams = runner.sgd_route(args)
-        state, history = run.fit(name, model, optimizer, data, epochs=epochs, hparams=hparams)
+        state, history = run.fit(name, model, sgd_for(args.impl, args.lr), data, epochs=epochs)
         final = history.final()
         payload = {"epochs": epochs, "final": final}
         run.say(f"[{name}] final test accuracy {final['test_accuracy']:.4f}")

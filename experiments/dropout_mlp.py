@@ -8,6 +8,7 @@ from __future__ import annotations
 from regjax import runner
 from regjax.models import INITIALIZERS
 from regjax.models.adapters import IMPLS, mlp_model
+from regjax.optim import sgd_for
 from regjax.plots import plot_histories
 
 
@@ -36,8 +37,7 @@ def main(argv=None):
         finals = {}
         for name, rates in variants.items():
             model = mlp_model(args.impl, data[0].shape[1], tuple(args.hidden), 10, rates, args.init)
-            optimizer, hparams = runner.sgd_route(args)
-            _, history = run.fit(name, model, optimizer, data, epochs=epochs, hparams=hparams)
+            _, history = run.fit(name, model, sgd_for(args.impl, args.lr), data, epochs=epochs)
             finals[name] = history.final()
             run.say(f"[{name}] final test accuracy {finals[name]['test_accuracy']:.4f}")
         plot = plot_histories(run.histories, run.out / "dropout_mlp.png", f"Dropout MLP on {ds.name} ({args.impl})")

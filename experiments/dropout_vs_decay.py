@@ -3,7 +3,7 @@
 small training set where overfitting shows. Table of train/test accuracy and the generalization gap."""
 from __future__ import annotations
 
-from regjax import runner
+from regjax import runner, scratch_sgd
 from regjax.engine import make_evaluate
 from regjax.models.adapters import scratch_mlp
 from regjax.plots import plot_histories
@@ -29,13 +29,13 @@ def main(argv=None):
         rows = {}
         for name, (rates, lam) in variants.items():
             # rates and lam are traced hyperparameters: all four variants share one compiled epoch.
-            state, h = run.fit(name, model, None, data, epochs=args.epochs,
-                               hparams={"lr": args.lr, "lam": lam, "rates": rates})
+            state, h = run.fit(name, model, scratch_sgd(args.lr), data, epochs=args.epochs,
+                               hparams={"lam": lam, "rates": rates})
             f = h.final()
             # The gap uses train accuracy in eval mode (no dropout), not the running accuracy during training.
             train_eval = float(evaluate(state.params, state.model_state, data[0], data[1], {})["accuracy"])
             rows[name] = {"rates": list(rates), "lam": lam, **f, "train_accuracy_eval": train_eval,
-                          "gap": train_eval - f["test_accuracy"], "best_test_accuracy": max(h.test_accuracy)}
+                          "gap": train_eval - f["test_accuracy"], "best_test_accuracy": max(h.test_accuracy[0])}
         header = f"{'variant':<14} {'train acc':>9} {'test acc':>9} {'gap':>7} {'best test':>9}"
         run.say("\n".join([header, "-" * len(header)] + [
             f"{n:<14} {r['train_accuracy_eval']:>9.4f} {r['test_accuracy']:>9.4f} {r['gap']:>7.4f} "

@@ -8,14 +8,11 @@ check that it works (its numbers mean nothing)."""
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # exercise_answers/ sits beside this script
+from exercise_answers.common import markdown
 
-from exercise_answers.common import markdown  # noqa: E402
-
-from regjax import runner  # noqa: E402
+from regjax import runner
 
 MODULES = sorted((p.stem for p in (Path(__file__).resolve().parent / "exercise_answers").glob("s*_*.py")),
                  key=lambda name: tuple(int(n) for n in name[1:].split("_")))

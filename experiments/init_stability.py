@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from regjax import runner
+from regjax import runner, scratch_sgd
 from regjax.diagnostics import hidden_unit_spread, layer_statistics, matrix_product_norms
 from regjax.models import scratch
 from regjax.models.adapters import scratch_mlp
@@ -37,11 +37,11 @@ def main(argv=None):
         out["symmetry"] = {}
         for name, init in (("constant 0.01", const), ("normal(0.01)", "normal")):
             model = scratch_mlp(num_inputs, (args.width,), 10, (0.0,), weight_init=init)
-            state, h = run.fit(name, model, None, data, epochs=epochs, key=key, hparams={"lr": args.lr},
+            state, h = run.fit(name, model, scratch_sgd(args.lr), data, epochs=epochs, key=key,
                                progress_every=max(1, epochs // 10))
             spread = hidden_unit_spread(state.params)
-            out["symmetry"][name] = {"test_accuracy": h.test_accuracy[-1], "hidden_unit_spread": spread}
-            run.say(f"[{name} init] test acc {h.test_accuracy[-1]:.4f}; max difference between hidden units' "
+            out["symmetry"][name] = {"test_accuracy": h.final()["test_accuracy"], "hidden_unit_spread": spread}
+            run.say(f"[{name} init] test acc {h.final()['test_accuracy']:.4f}; max difference between hidden units' "
                     f"weights after training: {spread:.3g}")
 
         # 2 + 4. per-layer statistics at init on one batch

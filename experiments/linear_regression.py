@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from regjax import runner
 from regjax.data import seed_keys, synthetic_linear
 from regjax.models.adapters import scratch_linreg
+from regjax.optim import sgd_for
 from regjax.plots import plot_histories
 
 TRUE_W, TRUE_B = (2.0, -3.4), 4.2
@@ -27,9 +28,8 @@ def main(argv=None):
         data_key, train_key = seed_keys(args.seed)
         x, y = synthetic_linear(data_key, jnp.array(TRUE_W), TRUE_B, 2 * args.n, 0.01)
         data = (x[:args.n], y[:args.n], x[args.n:], y[args.n:])
-        optimizer, hparams = runner.sgd_route(args)
-        state, history = run.fit(args.impl, scratch_linreg(2), optimizer, data, epochs=args.epochs, key=train_key,
-                                 hparams=hparams, loss="squared")
+        state, history = run.fit(args.impl, scratch_linreg(2), sgd_for(args.impl, args.lr), data, epochs=args.epochs,
+                                 key=train_key, loss="squared")
         w = state.params["dense0"]["kernel"][:, 0]
         b = state.params["dense0"]["bias"][0]
         errors = {"w_error": (jnp.array(TRUE_W) - w).tolist(), "b_error": float(TRUE_B - b),

@@ -18,12 +18,11 @@ import functools
 import jax
 import numpy as np
 
-from regjax import runner
-from regjax.data import load_diabetes
+from regjax import runner, scratch_sgd
+from regjax.data import load_diabetes, seed_keys, weight_decay_data
 from regjax.engine import grid, group_stats
 from regjax.models.adapters import scratch_linreg
 from regjax.plots import plot_panels
-from regjax.probes import weight_decay_problem
 from regjax.selection import select_lambda
 
 DATASETS = ("synthetic", "diabetes")
@@ -45,7 +44,8 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
 def load(args):
     """``(x_train, y_train, x_test, y_test, model, summary)`` for ``--data``."""
     if args.data == "synthetic":
-        data, model = weight_decay_problem(args.seed)
+        data = weight_decay_data(seed_keys(args.seed)[0])  # as experiments/weight_decay.py draws it
+        model = scratch_linreg(200, weight_init=jax.nn.initializers.normal(1.0))
         return (*map(np.asarray, data), model,
                 {"name": "synthetic_linear (D2L §3.7)", "n_train": 20, "n_test": 100, "d": 200})
     ds = load_diabetes()
@@ -69,13 +69,13 @@ def main(argv=None):
         hparams = {"lr": args.lr}
         run.say(f"{args.k}-fold CV on {summary['name']}: {args.k} folds x {len(lambdas)} λ x {len(seeds)} seeds = "
                 f"{args.k * len(lambdas) * len(seeds)} models in one program, {args.epochs} epochs")
-        sel = select_lambda(model, None, x, y, lambdas, key=jax.random.key(args.seed), k=args.k, seeds=seeds,
+        sel = select_lambda(model, scratch_sgd(args.lr), x, y, lambdas, key=jax.random.key(args.seed), k=args.k, seeds=seeds,
                             epochs=args.epochs, batch_size=args.batch_size, hparams=hparams, loss="squared",
                             train=functools.partial(run.sweep, "cross_validation",
                                                     progress_every=max(1, args.epochs // 4)))
         # the test curve: each λ trained on the whole training set, scored on the test set
         members = grid(seeds, lam=lambdas, **hparams)
-        test = run.sweep("full_train", model, None, (x, y, x_test, y_test), members, epochs=args.epochs,
+        test = run.sweep("full_train", model, scratch_sgd(args.lr), (x, y, x_test, y_test), members, epochs=args.epochs,
                          loss="squared", progress_every=max(1, args.epochs // 4))
         test_stats = group_stats(members.configs, test.final("test_loss"), ["lam"])
         test_mean = np.array([s["mean"] for s in test_stats])

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from regjax import runner
+from regjax import runner, scratch_sgd
 from regjax.data import polynomial_data, seed_keys
 from regjax.engine import grid
 from regjax.models.adapters import scratch_linreg
@@ -52,16 +52,14 @@ def main(argv=None):
         for k, epochs in variants:
             name = f"{k} features" + (f", lambda={args.lam:g}" if k == 20 and args.lam else "")
             name += f", {epochs} epochs" if k == 4 and epochs != args.epochs else ""
-            hparams = {"lr": args.lr}
-            if k == 20 and args.lam:
-                hparams["lam"] = args.lam
-            state, history = run.fit(name, scratch_linreg(k, use_bias=False), None,
+            hparams = {"lam": args.lam} if k == 20 and args.lam else {}
+            state, history = run.fit(name, scratch_linreg(k, use_bias=False), scratch_sgd(args.lr),
                                      (d.x_train[:, :k], d.y_train, d.x_test[:, :k], d.y_test), epochs=epochs,
                                      key=train_key, hparams=hparams, loss="squared", progress_every=50)
             w = state.params["dense0"]["kernel"][:, 0]
             rows[name] = {"features": k, "epochs": epochs, "weights": w.tolist(), **history.final()}
             run.say(f"[{name}] weights {[round(float(v), 3) for v in w[:6]]}{' ...' if k > 6 else ''}  "
-                    f"train {history.train_loss[-1]:.4f}  test {history.test_loss[-1]:.4f}")
+                    f"train {rows[name]['train_loss']:.4f}  test {rows[name]['test_loss']:.4f}")
         plot = plot_histories(run.histories, run.out / "polynomial_fit.png", "Polynomial fit")
         run.say(f"true weights [5.0, 1.2, -3.4, 5.6]\nplot: {plot}")
         overfit = _overfit_check(rows)
@@ -97,7 +95,8 @@ def overfit_sweep(run, epochs: int) -> dict:
                     datasets.append({"features": k, "noise": noise, "draw": draw})
         data = tuple(jnp.stack(a) for a in zip(*arrays))
         members = grid([args.seed], datasets=datasets, lr=args.lr)
-        result = run.sweep(f"overfit sweep n_train={n_train}", scratch_linreg(20, use_bias=False), None, data,
+        result = run.sweep(f"overfit sweep n_train={n_train}", scratch_linreg(20, use_bias=False),
+                           scratch_sgd(args.lr), data,
                            members, epochs=epochs, batch_size=min(args.batch_size, n_train), loss="squared",
                            progress_every=epochs)
         test = result.history.metric("test_loss").reshape(epochs, len(SWEEP_NOISES), SWEEP_DRAWS, 2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from regjax import naive_softmax_cross_entropy, runner, softmax_cross_entropy
 from regjax.models.adapters import IMPLS, softmax_regression_model
+from regjax.optim import sgd_for
 from regjax.plots import plot_histories
 
 
@@ -28,8 +29,7 @@ def main(argv=None):
         name = f"softmax ({'naive' if args.naive else 'stable'} CE, {args.impl})"
         run.say(f"dataset: {ds.name} ({ds.source}); {epochs} epochs")
         model = softmax_regression_model(args.impl, x_tr.shape[1], 10)
-        optimizer, hparams = runner.sgd_route(args)
-        _, history = run.fit(name, model, optimizer, data, epochs=epochs, hparams=hparams, loss=loss,
+        _, history = run.fit(name, model, sgd_for(args.impl, args.lr), data, epochs=epochs, loss=loss,
                              task="classification")
         final = history.final()
         plot = plot_histories(run.histories, run.out / "softmax_regression.png", f"Softmax regression on {ds.name}")

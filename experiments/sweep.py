@@ -21,12 +21,12 @@ import time
 import jax
 import numpy as np
 
-from regjax import decayed_sgd, runner
-from regjax.data import seed_keys
+from regjax import decayed_sgd, runner, scratch_sgd
+from regjax.data import seed_keys, weight_decay_data
 from regjax.engine import fit_loop, grid, group_stats, train_sequentially
-from regjax.models.adapters import scratch_mlp
+from regjax.models.adapters import scratch_linreg, scratch_mlp
+from regjax.optim import sgd_for
 from regjax.plots import plot_heatmap, plot_panels
-from regjax.probes import weight_decay_problem
 
 WHATS = ("weight_decay", "dropout", "lr")
 DEFAULTS = {"weight_decay": dict(epochs=100, lr=0.003, batch_size=5),
@@ -81,12 +81,13 @@ def weight_decay(run):
     args = run.args
     run.set_dataset({"name": "synthetic_linear", "n_train": args.n_train, "n_test": args.n_test,
                      "d": args.num_inputs}, n_train=args.n_train)
-    data, model = weight_decay_problem(args.seed, args.n_train, args.n_test, args.num_inputs)
+    data = weight_decay_data(seed_keys(args.seed)[0], args.n_train, args.n_test, args.num_inputs)  # weight_decay.py's
+    model = scratch_linreg(args.num_inputs, weight_init=jax.nn.initializers.normal(1.0))
     seeds = range(args.seed, args.seed + args.seeds)
     train_key = lambda s: seed_keys(s)[1]  # noqa: E731 -- weight_decay.py's training key for --seed s
     lams = [float(v) for v in args.lambdas]
     if args.impl == "scratch":  # λ/2‖w‖² in the loss, scratch SGD
-        optimizer, members = None, grid(seeds, key_fn=train_key, lam=lams, lr=args.lr)
+        optimizer, members = scratch_sgd(args.lr), grid(seeds, key_fn=train_key, lam=lams, lr=args.lr)
     else:  # chain(add_decayed_weights(λ), sgd(lr)) with λ injected
         optimizer, members = decayed_sgd(args.lr, 0.0), grid(seeds, key_fn=train_key, weight_decay=lams)
     lam_key = "lam" if args.impl == "scratch" else "weight_decay"
@@ -124,8 +125,8 @@ def dropout(run):
     rates = [float(r) for r in args.rates]
     pairs = [(r1, r2) for r1 in rates for r2 in rates]
     model = scratch_mlp(data[0].shape[1], tuple(args.hidden), 10, (0.0, 0.0), "normal")
-    optimizer, fixed = runner.sgd_route(args)
-    members = grid(range(args.seed, args.seed + args.seeds), rates=pairs, **fixed)
+    optimizer = sgd_for(args.impl, args.lr)
+    members = grid(range(args.seed, args.seed + args.seeds), rates=pairs, lr=args.lr)
     result, seconds = _timed_sweep(run, "dropout", model, optimizer, data, members, epochs=epochs,
                                    progress_every=max(1, epochs // 10))
     stats = group_stats(members.configs, result.final("test_accuracy"), ["rates"])
@@ -148,7 +149,7 @@ def learning_rate(run):
     ds, data, epochs = _images(run)
     lrs = [float(v) for v in args.lrs]
     model = scratch_mlp(data[0].shape[1], tuple(args.hidden), 10, (0.2, 0.5), "normal")
-    optimizer, _ = runner.sgd_route(args)  # scratch SGD, or optax SGD with the learning rate injected (traced)
+    optimizer = sgd_for(args.impl, args.lr)  # scratch SGD, or optax SGD; the learning rate injected (traced)
     members = grid(range(args.seed, args.seed + args.seeds), lr=lrs, rates=[(0.2, 0.5)])
     result, seconds = _timed_sweep(run, "lr", model, optimizer, data, members, epochs=epochs,
                                    progress_every=max(1, epochs // 10))

@@ -8,8 +8,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from regjax import decayed_sgd, runner
-from regjax.data import seed_keys, synthetic_linear
+from regjax import decayed_sgd, runner, scratch_sgd
+from regjax.data import seed_keys, weight_decay_data
 from regjax.models.adapters import scratch_linreg
 from regjax.plots import plot_histories
 
@@ -29,27 +29,26 @@ def main(argv=None):
         run.set_dataset({"name": "synthetic_linear", "n_train": args.n_train, "n_test": args.n_test,
                          "d": args.num_inputs}, n_train=args.n_train)
         data_key, train_key = seed_keys(args.seed)
-        x, y = synthetic_linear(data_key, 0.01 * jnp.ones(args.num_inputs), 0.05, args.n_train + args.n_test, 0.01)
-        data = (x[:args.n_train], y[:args.n_train], x[args.n_train:], y[args.n_train:])
+        data = weight_decay_data(data_key, args.n_train, args.n_test, args.num_inputs)
         runner.distinct_values(args.lambdas, "--lambdas", run.error)
         names = [f"lambda={lam:g}" for lam in args.lambdas]
         if len(set(names)) != len(names):  # distinct, but alike in 6 digits (1e-7, 1.0000001e-7): name them fully
             names = [f"lambda={lam!r}" for lam in args.lambdas]
         model = scratch_linreg(args.num_inputs, weight_init=jax.nn.initializers.normal(args.init_std))
         rows = {}
-        shared_decayed_sgd = decayed_sgd(args.lr, 0.0)  # one object: the compiled epoch is cached per optimizer
-        for lam in args.lambdas:
-            name = f"lambda={lam:g}"
-            if args.impl == "scratch":  # λ/2‖w‖² in the loss, the scratch SGD step
-                optimizer, hparams = None, {"lr": args.lr, "lam": lam}
-            else:  # chain(add_decayed_weights(λ), sgd(lr)); λ injected, so every λ shares one compiled epoch
-                optimizer, hparams = shared_decayed_sgd, {"weight_decay": lam}
+        # one optimizer object, λ injected: every λ shares one compiled epoch (programs are cached per optimizer)
+        if args.impl == "scratch":  # λ/2‖w‖² in the loss, the scratch SGD step
+            optimizer, lam_key = scratch_sgd(args.lr), "lam"
+        else:  # chain(add_decayed_weights(λ), sgd(lr))
+            optimizer, lam_key = decayed_sgd(args.lr, 0.0), "weight_decay"
+        for name, lam in zip(names, args.lambdas):
+            hparams = {lam_key: lam}
             state, history = run.fit(name, model, optimizer, data, epochs=args.epochs, key=train_key,
                                      hparams=hparams, loss="squared")
             w_norm = float(jnp.linalg.norm(state.params["dense0"]["kernel"]))
             rows[name] = {"lambda": lam, "w_norm": w_norm, **history.final()}
-            run.say(f"[{name}] ||w||_2 = {w_norm:.4f}  train loss {history.train_loss[-1]:.4g}  "
-                    f"test loss {history.test_loss[-1]:.4g}")
+            run.say(f"[{name}] ||w||_2 = {w_norm:.4f}  train loss {rows[name]['train_loss']:.4g}  "
+                    f"test loss {rows[name]['test_loss']:.4g}")
         plot = plot_histories(run.histories, run.out / "weight_decay.png", f"Weight decay ({args.impl})")
         run.say(f"plot: {plot}")
         run.finish({"final": rows, "plots": [str(plot)]})

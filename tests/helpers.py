@@ -7,8 +7,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_experiment(name):
-    """``experiments/<name>.py`` as a module (``load_experiment('dropout_mlp').main(argv)``)."""
-    spec = importlib.util.spec_from_file_location(f"exp_{name}", ROOT / "experiments" / f"{name}.py")
+    """``experiments/<name>.py`` as a module (``load_experiment('dropout_mlp').main(argv)``,
+    ``load_experiment('kaggle_house/main')``)."""
+    spec = importlib.util.spec_from_file_location(f"exp_{name.replace('/', '_')}", ROOT / "experiments" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -16,10 +17,10 @@ def load_experiment(name):
 
 def child_env(tmp_path, devices=None, **extra):
     """A minimal, offline environment for a child Python: CPU only, unbuffered output, its own regjax cache, the
-    session's JAX compilation cache (see conftest), this checkout importable, and ``devices`` virtual CPU
+    session's JAX compilation cache (see conftest), this checkout's package and its tests and benchmarks importable, and ``devices`` virtual CPU
     devices when given."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": str(ROOT), "REGJAX_CACHE_DIR": str(tmp_path / "cache")}
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "REGJAX_CACHE_DIR": str(tmp_path / "cache")}
     for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
         if name in os.environ:
             env[name] = os.environ[name]

@@ -20,6 +20,9 @@ from benchmarks import run as bench_run  # noqa: E402
 from benchmarks.common import Context, markdown_table  # noqa: E402
 from benchmarks.proposals import dropout_bits  # noqa: E402
 from benchmarks.roofline import flops_per_example  # noqa: E402
+from regjax.optim import scratch_sgd
+
+SGD = scratch_sgd(0.1)  # the from-scratch SGD step; each test's learning rate comes in hparams
 
 STATUSES = {"ok", "skipped", "not available yet"}
 
@@ -222,10 +225,10 @@ def test_gather_in_step_epoch_trains_exactly_like_make_epoch():
     model = mlp_model("scratch", 6, (5, 4), 3, (0.2, 0.5), "normal")
     rng = np.random.default_rng(0)
     x, y = rng.random((50, 6), dtype=np.float32), rng.integers(0, 3, 50).astype(np.int32)
-    step = make_step(model, None)
+    step = make_step(model, SGD)
     results = []
     for make in (make_epoch, make_epoch_gather_in_step):
-        state = init_state(model, None, jax.random.key(0))
+        state = init_state(model, SGD, jax.random.key(0))
         results.append(make(step, 16)(state, x, y, jax.random.key(1), {"lr": jnp.float32(0.5)}))
     (state, metrics), (proposed_state, proposed_metrics) = results
     chex.assert_trees_all_close(state.params, proposed_state.params, rtol=1e-6)

@@ -4,9 +4,12 @@ import jax
 import numpy as np
 import pytest
 
-from regjax.engine import epoch_key, fit, grid, run_keys, start_state, sweep
+from regjax.engine import epoch_key, fit, grid, init_state, run_keys, sweep
 from regjax.engine.spec import TrainSpec
 from regjax.models.adapters import scratch_linreg
+from regjax.optim import scratch_sgd
+
+SGD = scratch_sgd(0.1)  # the from-scratch SGD step; each test's learning rate comes in hparams
 
 N, D, LR, EPOCHS = 7, 2, 0.1, 2
 MODEL = scratch_linreg(D)  # one model object: every fit below shares its compiled program
@@ -32,7 +35,7 @@ def _by_hand(params, x, y, orders):
 
 def _fit(key, **kwargs):
     model = MODEL
-    state, _ = fit(model, None, _data(), epochs=EPOCHS, batch_size=1, key=key, hparams={"lr": LR},
+    state, _ = fit(model, SGD, _data(), epochs=EPOCHS, batch_size=1, key=key, hparams={"lr": LR},
                    loss="squared", **kwargs)
     return model, state
 
@@ -46,7 +49,7 @@ def test_no_shuffle_visits_the_given_order():
     key = jax.random.key(3)
     model, state = _fit(key, shuffle=False)
     x, y, *_ = _data()
-    _check(state, *_by_hand(start_state(model, None, key).params, x, y, [range(N)] * EPOCHS))
+    _check(state, *_by_hand(init_state(model, SGD, key).params, x, y, [range(N)] * EPOCHS))
 
 
 def test_default_keeps_the_per_epoch_permutation():
@@ -55,7 +58,7 @@ def test_default_keeps_the_per_epoch_permutation():
     orders = [np.asarray(jax.random.permutation(epoch_key(run_keys(key).data, e), N)) for e in range(EPOCHS)]
     assert any((o != np.arange(N)).any() for o in orders)  # the check below would not tell the flag apart
     x, y, *_ = _data()
-    _check(state, *_by_hand(start_state(model, None, key).params, x, y, orders))
+    _check(state, *_by_hand(init_state(model, SGD, key).params, x, y, orders))
     _, explicit = _fit(key, shuffle=True)
     for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(explicit.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # bit-identical
@@ -63,7 +66,7 @@ def test_default_keeps_the_per_epoch_permutation():
 
 def test_sweep_members_follow_the_flag():
     members = grid([3, 4], lr=LR)
-    res = sweep(MODEL, None, _data(), members, epochs=EPOCHS, batch_size=1, loss="squared",
+    res = sweep(MODEL, SGD, _data(), members, epochs=EPOCHS, batch_size=1, loss="squared",
                 shuffle=False)
     for i, seed in enumerate((3, 4)):
         _, state = _fit(jax.random.key(seed), shuffle=False)
@@ -73,5 +76,5 @@ def test_sweep_members_follow_the_flag():
 
 def test_shuffle_must_be_a_bool():
     with pytest.raises(ValueError, match="shuffle must be a bool"):
-        TrainSpec.build(scratch_linreg(D), None, batch_size=1, loss="squared", shuffle=0)
-    assert TrainSpec.build(scratch_linreg(D), None, batch_size=1, loss="squared").shuffle is True
+        TrainSpec.build(scratch_linreg(D), SGD, batch_size=1, loss="squared", shuffle=0)
+    assert TrainSpec.build(scratch_linreg(D), SGD, batch_size=1, loss="squared").shuffle is True

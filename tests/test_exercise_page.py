@@ -1,7 +1,7 @@
 """docs/exercises.md, checked: one row for each of the 108 exercises of §3.1-3.7, §4.1-4.4, §5.1-5.7 and §8.5,
 numbered 1..n per section as d2l-en numbers them (the counts come from docs/exercises_inventory.md); at least 45
 answered with data (a command and a figure or a table); every figure it names exists in docs/; and every command it
-names runs -- at a tiny size (``--tiny`` for exercises.py, generated house-price CSVs for kaggle_house.py; the
+names runs -- at a tiny size (``--tiny`` for exercises.py, generated house-price CSVs for kaggle_house/main.py; the
 cheaper ones in the default suite, the rest marked slow)."""
 import re
 import shlex
@@ -73,7 +73,7 @@ def test_every_figure_the_page_names_exists():
 # (6-60 s each: LeNets, big sweeps, timing loops; ~5 min for the whole page) are marked slow:
 # `pytest -m slow tests/test_exercise_page.py` runs them.
 IN_DEFAULT_SUITE = {f"python experiments/exercises.py --section {s}" for s in ("3.3", "4.3")}
-IN_DEFAULT_SUITE.add("python experiments/kaggle_house.py --data-dir DIR")
+IN_DEFAULT_SUITE.add("python experiments/kaggle_house/main.py --data-dir DIR")
 
 
 def _commands():
@@ -84,10 +84,10 @@ def _commands():
 
 def _tiny_argv(words, tmp_path):
     """The command's own arguments plus what makes it tiny, writing into tmp_path."""
-    script, argv = Path(words[1]).stem, words[2:]
+    script, argv = Path(words[1]).relative_to("experiments").with_suffix("").as_posix(), words[2:]
     if script == "exercises":
         return script, argv + ["--tiny", "--dataset", "digits", "--out", str(tmp_path / "out"), "--quiet"]
-    if script == "kaggle_house":
+    if script == "kaggle_house/main":
         write_house_csvs(tmp_path / "data")
         argv = [str(tmp_path / "data") if a == "DIR" else a for a in argv]
         if "--exercises" in argv:

@@ -1,5 +1,5 @@
 """The D2L-exercise pieces: ``l1_penalty`` / ``add_l1_decay`` / ``l1_decayed_sgd`` (hand-computed, check_grads,
-the decay route equals the penalty's gradient), ``regjax.probes`` (hidden activations equal the model's own
+the decay route equals the penalty's gradient), the answers' probes (hidden activations equal the model's own
 forward pass, masks included; dropout at test time; biases in front of BN removed), and the experiments that
 answer the exercises (exercises.py, model_selection.py, sweep.py --what dropout/lr, polynomial_fit.py --sweep)
 end to end with tiny settings."""
@@ -14,10 +14,11 @@ import optax
 import pytest
 from jax.test_util import check_grads
 
+from exercise_answers.probes import hidden_variances, mlp_hidden, predict_with_dropout, without_biases
 from regjax.models import scratch
 from regjax.models.adapters import scratch_lenet_bn, scratch_mlp
-from regjax.penalty import add_l1_decay, l1_decayed_sgd, l1_penalty
-from regjax.probes import hidden_variances, mlp_hidden, predict_with_dropout, without_biases
+from regjax.optim import add_l1_decay, l1_decayed_sgd
+from regjax.penalty import l1_penalty
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,7 @@ def test_add_l1_decay_is_the_penalty_gradient_and_l1_sgd_injects_lambda():
         np.testing.assert_allclose(a, b, rtol=1e-6)
     opt = l1_decayed_sgd(0.1, lam)
     state = opt.init(p)
-    assert set(state.hyperparams) >= {"learning_rate", "weight_decay"}
+    assert set(state.hyperparams) >= {"learning_rate", "l1"}
     step, _ = opt.update(grads, state, p)
     for a, b in zip(jax.tree_util.tree_leaves(step), jax.tree_util.tree_leaves(updates)):
         np.testing.assert_allclose(a, -0.1 * b, rtol=1e-6)

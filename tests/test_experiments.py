@@ -69,7 +69,7 @@ def test_main_job_subprocess_help_and_run_results_match_printed(tmp_path):
     printed = float(re.search(r"final test accuracy ([0-9.]+)", run.stdout).group(1))
     assert printed == pytest.approx(result["final"]["dropout"]["test_accuracy"], abs=5e-5)
     last_line = [l for l in run.stdout.splitlines() if "epoch 3/3" in l][0]
-    assert f"test acc {result['history']['dropout']['test_accuracy'][-1]:.3f}" in last_line
+    assert f"test acc {result['history']['dropout']['test_accuracy'][0][-1]:.3f}" in last_line
     assert result["dataset"]["name"] == "digits"
 
 

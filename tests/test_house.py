@@ -15,7 +15,15 @@ from regjax.data import kaggle_house as kh
 from regjax.data.fashion_mnist import DataUnavailableError
 from regjax.data.tabular import fit_tabular
 from regjax.engine import fit
-from regjax.house import fold_ensemble, half_mse_log, house_folds, log_rmse, missing_not_at_random, write_submission
+from kaggle_house.study import (
+    fold_ensemble,
+    half_mse_log,
+    house_folds,
+    log_rmse,
+    missing_not_at_random,
+    output_log_rmse,
+    write_submission,
+)
 from regjax.models.adapters import scratch_linreg
 from regjax.optim import adam_l2
 from regjax.selection import cross_validate
@@ -123,7 +131,7 @@ def test_sweep_member_equals_the_configuration_trained_alone(frames):
                          hparams={"weight_decay": 0.1, "lr": 0.1})
     np.testing.assert_allclose(cv.result.state.params["dense0"]["kernel"][member], state.params["dense0"]["kernel"],
                                rtol=1e-5, atol=1e-6)
-    assert cv.per_fold[1, 3] == pytest.approx(history.test_loss[-1], rel=1e-5)
+    assert cv.per_fold[1, 3] == pytest.approx(history.final()["test_loss"], rel=1e-5)
     # the ensemble: fold i's own model on the test rows through fold i's features, averaged
     ensemble = fold_ensemble(model, cv, folds, 3, "log")
     assert ensemble["models"] == 2 and ensemble["distinct_parameter_sets"] == 2 and ensemble["folds"] == [0, 1]
@@ -184,7 +192,7 @@ def cli_run(tmp_path_factory):
             "--batch-size", "16", "--lrs", "0.01", "0.1", "--weight-decays", "0", "0.01", "--quiet",
             "--exercises", "5", "zh2", "--exercise-lrs", "0.01", "--exercise-weight-decays", "0", "0.1",
             "--raw-lrs", "30"]
-    load_experiment("kaggle_house").main(args)
+    load_experiment("kaggle_house/main").main(args)
     return folder, json.loads((folder / "out" / "results.json").read_text())
 
 
@@ -209,7 +217,7 @@ def test_cli_writes_submission_from_each_folds_own_model(cli_run):
 
 def test_cli_refuses_bad_input_in_one_line(tmp_path, cli_run, capsys):
     folder, _ = cli_run
-    main = load_experiment("kaggle_house").main
+    main = load_experiment("kaggle_house/main").main
     data = str(folder / "data")
     cases = [(["--lrs", "0.1", "0.1"], "must hold distinct values"), (["--k", "1"], "--k must be at least 2"),
              (["--dropouts", "0.5"], "apply to --model mlp"), (["--target", "price"], "invalid choice"),
@@ -230,8 +238,8 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path, cli_run, capsys):
 
 def test_cli_without_data_exits_2_fast_with_the_ways_to_provide_it(tmp_path):
     code = ("import regjax.data.kaggle_house as k, runpy, sys; k.DOWNLOAD_BASE_URL='http://127.0.0.1:9/'; "
-            f"sys.argv=['kaggle_house.py','--out',{str(tmp_path / 'o')!r}]; "
-            f"runpy.run_path({str(ROOT / 'experiments' / 'kaggle_house.py')!r}, run_name='__main__')")
+            f"sys.argv=['main.py','--out',{str(tmp_path / 'o')!r}]; "
+            f"runpy.run_path({str(ROOT / 'experiments' / 'kaggle_house' / 'main.py')!r}, run_name='__main__')")
     start = time.monotonic()
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(tmp_path),
                          timeout=60)
@@ -241,8 +249,6 @@ def test_cli_without_data_exits_2_fast_with_the_ways_to_provide_it(tmp_path):
 
 
 def test_log_target_scores_in_log_space_without_overflow():
-    from regjax.house import output_log_rmse
-
     outputs, price = np.array([np.log(100.0), 200.0, -3.0]), np.array([100.0, 1.0, np.e])
     # log max(exp(o), 1) = max(o, 0): errors 0, 200, -1 -> finite although exp(200) overflows float32
     assert float(output_log_rmse(outputs, price, "log")) == pytest.approx(np.sqrt((200 ** 2 + 1) / 3), rel=1e-5)
@@ -271,7 +277,7 @@ def test_cli_answers_exercises_5_and_zh2(cli_run):
 def test_exercise_2_and_4_variants(frames):
     import argparse
 
-    from regjax.runner.house_exercises import exercise_variants
+    from kaggle_house.answers import exercise_variants
 
     train, test = frames
     data = kh.HouseData(train, test, "generated", {})
@@ -292,7 +298,7 @@ def test_exercise_2_and_4_variants(frames):
 @pytest.mark.slow
 def test_cli_answers_all_exercises_end_to_end(tmp_path):
     write_house_csvs(tmp_path / "data")
-    result = load_experiment("kaggle_house").main(
+    result = load_experiment("kaggle_house/main").main(
         ["--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--k", "2", "--epochs", "2",
          "--batch-size", "16", "--lrs", "0.01", "--weight-decays", "0", "--exercises", "2", "4", "5", "zh2",
          "--exercise-lrs", "0.01", "--exercise-weight-decays", "0", "0.1", "--raw-lrs", "30", "--quiet"])

@@ -1,49 +1,61 @@
-"""The shape of the package, checked: layers import one way (models never the engine, the engine never the
-runner, nothing from experiments/), no import cycle between modules, no module uses another module's private
-names, files and functions stay short, and the public functions are annotated."""
+"""The shape of the code, checked: layers import one way (models never the engine, the engine never the runner,
+nothing in the package from experiments/), no import cycle, no module uses another module's private names -- in
+``src/regjax`` and in ``experiments/`` alike --, the library's functions stay short (files are sized by concept:
+no cap), its public functions are annotated, and the package cannot be shadowed by a folder named ``regjax`` (the clone
+itself, seen from the folder that holds it)."""
 import ast
+import importlib.metadata
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "regjax"
-MAX_FILE_LINES = 350
+TREES = {"src": ROOT / "src", "experiments": ROOT / "experiments"}  # import roots: what each tree imports as
 MAX_FUNCTION_LINES = 60  # code lines (the docstring not counted)
-# namedtuple's API, os._exit, and atexit._run_exitfuncs (CPython's own exit path since Python 2: runner.script runs
-# the atexit handlers itself, then skips the interpreter's teardown with os._exit)
-ALLOWED_UNDERSCORE = {"_replace", "_fields", "_asdict", "_make", "_exit", "_run_exitfuncs"}
+# namedtuple's API, and os._exit (the CLI's documented way out without the interpreter's teardown)
+ALLOWED_UNDERSCORE = {"_replace", "_fields", "_asdict", "_make", "_exit"}
 
 
 def _modules():
-    for path in sorted(PACKAGE.rglob("*.py")):
-        rel = path.relative_to(ROOT).with_suffix("")
-        parts = list(rel.parts[:-1]) if rel.name == "__init__" else list(rel.parts)
-        yield ".".join(parts), path, ast.parse(path.read_text())
+    for root in TREES.values():
+        for path in sorted(root.rglob("*.py")):
+            rel = path.relative_to(root).with_suffix("")
+            parts = list(rel.parts[:-1]) if rel.name == "__init__" else list(rel.parts)
+            yield ".".join(parts), path, ast.parse(path.read_text())
+
+
+MODULES = {name: (path, tree) for name, path, tree in _modules()}
+PACKAGE = {name: v for name, v in MODULES.items() if name.split(".")[0] == "regjax"}
 
 
 def _imports(name, path, tree):
-    """(imported regjax module, imported names, node) for every import, function-level ones included."""
+    """(imported module of this repository, imported names, node) for every import, function-level ones
+    included."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.split(".")[0] == "regjax":
+                if alias.name in MODULES or alias.name.split(".")[0] == "regjax":
                     yield alias.name, [], node
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
             if node.level:
                 module = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [module]).strip(".")
-            if module.split(".")[0] == "regjax":
+            if module in MODULES or module.split(".")[0] == "regjax":
                 yield module, [a.name for a in node.names], node
 
 
-MODULES = {name: (path, tree) for name, path, tree in _modules()}
-
-
 def _resolve(module, names):
-    """The regjax modules an import statement loads: the module, and submodules named in ``from pkg import x``."""
+    """The modules an import statement loads: the module, and submodules named in ``from pkg import x``."""
     out = [module]
     out += [f"{module}.{n}" for n in names if f"{module}.{n}" in MODULES]
     return [m for m in out if m in MODULES]
+
+
+def _where(path, node):
+    return f"{path.relative_to(ROOT)}:{node.lineno}"
 
 
 def test_layers_import_one_way():
@@ -62,16 +74,19 @@ def test_layers_import_one_way():
                 if (name == prefix or name.startswith(prefix + ".")) and any(
                         m == b or m.startswith(b if b.endswith(".") else b + ".")
                         for m in _resolve(module, names) for b in banned):
-                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {module}")
+                    bad.append(f"{_where(path, node)} imports {module}")
     assert not bad, "\n".join(bad)
 
 
-def test_nothing_in_regjax_imports_experiments_or_tests():
-    for name, (path, tree) in MODULES.items():
+def test_the_package_imports_nothing_from_experiments_tests_or_benchmarks():
+    outside = {name.split(".")[0] for name in MODULES} - {"regjax"} | {"experiments", "tests", "benchmarks"}
+    bad = []
+    for name, (path, tree) in PACKAGE.items():
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-                assert not any(m.split(".")[0] in ("experiments", "tests", "benchmarks") for m in mods), path
+                bad += [f"{_where(path, node)} imports {m}" for m in mods if m.split(".")[0] in outside]
+    assert not bad, "\n".join(bad)
 
 
 def test_module_level_imports_have_no_cycle():
@@ -104,27 +119,29 @@ def test_module_level_imports_have_no_cycle():
 
 
 def test_no_module_uses_another_modules_private_names():
+    """A private module (``regjax._checks``) is the package's own: its modules may use it, experiments may not."""
     bad = []
     for name, (path, tree) in MODULES.items():
         for module, names, node in _imports(name, path, tree):
-            private_module = module.rpartition(".")[2].startswith("_")
+            last = module.rpartition(".")[2]
+            inside = module.split(".")[0] == name.split(".")[0]
+            if any(part.startswith("_") for part in module.split(".")) and not inside:
+                bad.append(f"{_where(path, node)} imports the private module {module}")
             for n in names:
-                if n.startswith("_") and not private_module:
-                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {module}.{n}")
+                if n.startswith("_") and not last.startswith("_"):
+                    bad.append(f"{_where(path, node)} imports {module}.{n}")
         for node in ast.walk(tree):
             if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
                     and node.attr not in ALLOWED_UNDERSCORE
                     and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
-                bad.append(f"{path.relative_to(ROOT)}:{node.lineno} uses .{node.attr}")
+                bad.append(f"{_where(path, node)} uses .{node.attr}")
     assert not bad, "\n".join(bad)
 
 
-def test_files_and_functions_are_short():
-    long_files = [f"{p.relative_to(ROOT)}: {n}" for p, _ in MODULES.values()
-                  if (n := len(p.read_text().splitlines())) > MAX_FILE_LINES]
-    assert not long_files, long_files
+def test_the_packages_functions_are_short():
+    """The library's functions fit on a screen; an exercise answer (prose around its numbers) may run longer."""
     long_functions = []
-    for path, tree in MODULES.values():
+    for path, tree in PACKAGE.values():
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 body = node.body[1:] if ast.get_docstring(node) else node.body
@@ -136,7 +153,7 @@ def test_files_and_functions_are_short():
 
 
 def _public_functions():
-    for name, (path, tree) in MODULES.items():
+    for name, (path, tree) in PACKAGE.items():
         exported = None
         for node in tree.body:
             if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
@@ -163,4 +180,27 @@ def test_public_functions_are_annotated():
         total += len(items)
         missing += [f"{qualname}: {arg}" for arg, ok in items if not ok]
     assert total > 500  # the walk found the package's functions
-    assert len(missing) <= 0.1 * total, f"{len(missing)} of {total} unannotated:\n" + "\n".join(missing)
+    assert len(missing) <= 0.1 * total, f"{len(missing)} of {len(missing)} unannotated:\n" + "\n".join(missing)
+
+
+def test_the_package_lives_in_src():
+    assert (ROOT / "src" / "regjax" / "__init__.py").is_file() and not (ROOT / "regjax").exists()
+
+
+@pytest.mark.skipif(not any(d.metadata["Name"] == "regjax" for d in importlib.metadata.distributions()),
+                    reason="regjax is not installed (the README's install command); the layout is tested installed")
+def test_a_folder_named_regjax_beside_a_script_or_notebook_cannot_shadow_the_package(tmp_path):
+    """A new user's clone is a folder named regjax. From the folder that holds it -- a script run there, or a
+    notebook kernel started there (its ``sys.path`` begins with ``''``, the current folder) -- ``import regjax``
+    finds that folder first; with the src/ layout it holds no package, so the installed one is imported."""
+    (tmp_path / "regjax").symlink_to(ROOT, target_is_directory=True)
+    env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}  # no PYTHONPATH: the installed package or nothing
+    code = ("import sys; assert sys.path[0] == ''; import regjax, regjax.engine; "
+            "print(regjax.__file__, callable(regjax.sgd_step), callable(regjax.engine.fit))")
+    kernel = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert kernel.returncode == 0, kernel.stderr
+    assert kernel.stdout.split() == [str(ROOT / "src" / "regjax" / "__init__.py"), "True", "True"]
+    script = subprocess.run([sys.executable, "regjax/experiments/dropout_mlp.py", "--help"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert script.returncode == 0 and "--rates" in script.stdout, script.stderr

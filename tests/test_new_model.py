@@ -15,6 +15,9 @@ import pytest
 from regjax import runner
 from regjax.base import Model
 from regjax.engine import fit, grid, sweep
+from regjax.optim import scratch_sgd
+
+SGD = scratch_sgd(0.1)  # the from-scratch SGD step; each test's learning rate comes in hparams
 
 
 def tiny_model(d: int = 5, classes: int = 3) -> Model:
@@ -41,35 +44,35 @@ MODEL = tiny_model()
 
 
 def test_fit_trains_it_with_its_own_hparam_and_state():
-    state, history = fit(MODEL, None, _data(), epochs=4, batch_size=16, key=jax.random.key(0),
+    state, history = fit(MODEL, SGD, _data(), epochs=4, batch_size=16, key=jax.random.key(0),
                          hparams={"lr": 0.5, "temperature": 2.0})
-    assert history.status == "completed" and history.test_loss[-1] < history.test_loss[0]
+    assert history.status == "completed" and history.test_loss[0][-1] < history.test_loss[0][0]
     assert float(state.model_state["seen"]) == 4 * 48  # its state was carried through every step
     with pytest.raises(ValueError, match=r"unknown hparams key 'rates'; allowed here: \['lam', 'lr', 'temperature'\]"):
-        fit(MODEL, None, _data(), epochs=1, batch_size=16, key=jax.random.key(0), hparams={"lr": 0.5, "rates": 0.1})
+        fit(MODEL, SGD, _data(), epochs=1, batch_size=16, key=jax.random.key(0), hparams={"lr": 0.5, "rates": 0.1})
 
 
 def test_a_sweep_member_equals_the_same_fit():
     members = grid(seeds=[0, 1], temperature=[1.0, 3.0], lr=0.5)
-    result = sweep(MODEL, None, _data(), members, epochs=3, batch_size=16)
+    result = sweep(MODEL, SGD, _data(), members, epochs=3, batch_size=16)
     for i, config in enumerate(members.configs):
-        state, history = fit(MODEL, None, _data(), epochs=3, batch_size=16, key=jax.random.key(config["seed"]),
+        state, history = fit(MODEL, SGD, _data(), epochs=3, batch_size=16, key=jax.random.key(config["seed"]),
                              hparams={"lr": 0.5, "temperature": config["temperature"]})
         for a, b in zip(jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda v: v[i], result.state)),
                         jax.tree_util.tree_leaves(state)):
             if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
                 a, b = jax.random.key_data(a), jax.random.key_data(b)
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(result.history.metric("test_loss")[:, i], history.test_loss, rtol=1e-5)
+        np.testing.assert_allclose(result.history.metric("test_loss")[:, i], history.test_loss[0], rtol=1e-5)
 
 
 def _run(out, argv=()):
     p = runner.parser("a tiny model of its own", epochs=3, lr=0.5, batch_size=16, out=str(out))
     with runner.Run("tiny", p, ["--quiet", *argv]) as run:
         run.set_dataset({"name": "tiny", "n_train": 48, "n_test": 16}, n_train=48)
-        state, history = run.fit("alone", MODEL, None, _data(), epochs=run.args.epochs,
+        state, history = run.fit("alone", MODEL, SGD, _data(), epochs=run.args.epochs,
                                  hparams={"lr": run.args.lr, "temperature": 2.0})
-        result = run.sweep("swept", MODEL, None, _data(), grid(seeds=[0, 1], temperature=[1.0, 3.0], lr=run.args.lr),
+        result = run.sweep("swept", MODEL, SGD, _data(), grid(seeds=[0, 1], temperature=[1.0, 3.0], lr=run.args.lr),
                            epochs=run.args.epochs, checkpoint_interval_s=0.0)
         run.finish({"final": history.final(), "swept": result.final().tolist()})
     return state, history, result

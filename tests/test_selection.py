@@ -25,6 +25,9 @@ from regjax.selection import (
     ridge_closed_form,
     select_lambda,
 )
+from regjax.optim import scratch_sgd
+
+SGD = scratch_sgd(0.1)  # the from-scratch SGD step; each test's learning rate comes in hparams
 
 
 def _ridge_check(result, x, y, lams, w_tol):
@@ -42,7 +45,7 @@ def test_trained_penalized_regression_is_closed_form_ridge_on_diabetes():
     ds = load_diabetes()
     x, y = ds.x_train, ds.y_train
     lams = [0.3, 1.0, 3.0]
-    result = sweep(scratch_linreg(10), None, (x, y, ds.x_test, ds.y_test), grid(lam=lams, lr=0.2), epochs=600,
+    result = sweep(scratch_linreg(10), SGD, (x, y, ds.x_test, ds.y_test), grid(lam=lams, lr=0.2), epochs=600,
                    batch_size=len(x), loss="squared")
     _ridge_check(result, x, y, lams, 1e-5)
 
@@ -92,7 +95,7 @@ def test_each_fold_trains_and_validates_its_own_model():
     x, y = ds.x_train[:60], ds.y_train[:60]
     lams, key = [0.0, 1.0], jax.random.key(1)
     model = scratch_linreg(10)
-    sel = select_lambda(model, None, x, y, lams, key=key, k=3, seeds=[0], epochs=3, batch_size=10,
+    sel = select_lambda(model, SGD, x, y, lams, key=key, k=3, seeds=[0], epochs=3, batch_size=10,
                         hparams={"lr": 0.05})
     folds = equal_folds(60, 3, key)
     np.testing.assert_array_equal(sel.folds, folds)
@@ -100,11 +103,11 @@ def test_each_fold_trains_and_validates_its_own_model():
     kernels = np.asarray(sel.result.state.params["dense0"]["kernel"])
     for i, config in enumerate(sel.result.members.configs):
         fold, lam = config["fold"], config["lam"]
-        state, history = fit(model, None, (xt[fold], yt[fold], xv[fold], yv[fold]), epochs=3, batch_size=10,
+        state, history = fit(model, SGD, (xt[fold], yt[fold], xv[fold], yv[fold]), epochs=3, batch_size=10,
                              key=jax.random.key(0), hparams={"lr": 0.05, "lam": lam}, loss="squared")
         np.testing.assert_allclose(kernels[i], state.params["dense0"]["kernel"], rtol=1e-5, atol=1e-6)
         # the validation loss is that fold's model on that fold's held-out part
-        assert sel.per_fold[fold, lams.index(lam)] == pytest.approx(history.test_loss[-1], rel=1e-5)
+        assert sel.per_fold[fold, lams.index(lam)] == pytest.approx(history.final()["test_loss"], rel=1e-5)
     # three folds, three different models
     per_fold = kernels.reshape(3, len(lams), -1)[:, 0]
     assert not np.allclose(per_fold[0], per_fold[1]) and not np.allclose(per_fold[1], per_fold[2])
@@ -147,5 +150,5 @@ def test_kfold_members_layout_and_checks():
 def test_accuracy_on_a_regression_is_refused_as_such():
     x, y = np.zeros((20, 2), np.float32), np.zeros(20, np.float32)
     with pytest.raises(ValueError, match="metric 'accuracy' needs a classification task; loss 'squared'"):
-        select_lambda(scratch_linreg(2), None, x, y, [0.0, 1.0], key=jax.random.key(0), epochs=1, batch_size=4,
+        select_lambda(scratch_linreg(2), SGD, x, y, [0.0, 1.0], key=jax.random.key(0), epochs=1, batch_size=4,
                       hparams={"lr": 0.1}, metric="accuracy")

@@ -1,4 +1,5 @@
 import json
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,9 @@ from regjax.data import epoch_batches, flatten_images, load_digits
 from regjax.engine import fit, init_state, make_epoch, make_evaluate, make_step, run_steps
 from regjax.models.adapters import lenet_bn_model, mlp_model, scratch_linreg
 from regjax.report import write_json_atomic
+from regjax.optim import scratch_sgd
+
+SGD = scratch_sgd(0.1)  # the from-scratch SGD step; each test's learning rate comes in hparams
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +25,11 @@ def digits():
 @pytest.mark.parametrize("impl", ["scratch", "flax"])
 def test_mlp_reaches_90_percent_on_digits(digits, impl):
     model = mlp_model(impl, 64, (128, 128), 10, (0.2, 0.5), "xavier")
-    optimizer = None if impl == "scratch" else optax.sgd(0.1)
+    optimizer = SGD if impl == "scratch" else optax.sgd(0.1)
     hparams = {"lr": 0.1} if impl == "scratch" else {}
     _, history = fit(model, optimizer, digits, epochs=15, batch_size=64, key=jax.random.key(0), hparams=hparams)
-    assert history.test_accuracy[-1] >= 0.9, history.test_accuracy
-    assert len(history.train_loss) == 15 and history.train_loss[-1] < history.train_loss[0]
+    assert history.test_accuracy[0][-1] >= 0.9, history.test_accuracy
+    assert len(history.train_loss[0]) == 15 and history.train_loss[0][-1] < history.train_loss[0][0]
 
 
 def test_scan_epoch_equals_per_step_python_loop(digits):
@@ -63,8 +67,8 @@ def test_traced_hyperparameters_vmap_over_lambdas():
     x = jax.random.normal(jax.random.key(0), (40, 5))
     y = x @ jnp.arange(1.0, 6.0)
     model = scratch_linreg(5, weight_init="xavier")
-    step = make_step(model, None, "squared")
-    state = init_state(model, None, jax.random.key(1))
+    step = make_step(model, SGD, "squared")
+    state = init_state(model, SGD, jax.random.key(1))
     batch = (x, y, jnp.ones(40))
 
     def norm_after(lam):
@@ -89,10 +93,10 @@ def lenet_digits(digits):
 def test_lenet_bn_trains_and_updates_batch_stats_both_impls(lenet_digits):
     for impl in ("scratch", "flax"):
         model = lenet_bn_model(impl, 10, (16, 16, 1))
-        opt = None if impl == "scratch" else sgd(0.5)
+        opt = SGD if impl == "scratch" else sgd(0.5)
         state, h = fit(model, opt, lenet_digits, epochs=2, batch_size=64, key=jax.random.key(0),
                        hparams={"lr": 0.5} if impl == "scratch" else {})
-        assert np.isfinite(h.train_loss[-1])
+        assert np.isfinite(h.train_loss[0][-1])
         assert not np.allclose(state.model_state["bn0"]["mean"], 0.0)  # moving stats moved
 
 
@@ -109,7 +113,7 @@ def test_run_steps_matches_fit(digits):
 
 def test_fit_argument_errors(digits):
     model = scratch_linreg(64)
-    with pytest.raises(ValueError, match="lr"):
+    with pytest.raises(ValueError, match="optimizer must be an optax.GradientTransformation"):
         fit(model, None, digits, epochs=1, batch_size=10, key=jax.random.key(0), loss="squared")
     with pytest.raises(ValueError, match="batch_size"):
         fit(model, optax.sgd(0.1), digits, epochs=1, batch_size=10**6, key=jax.random.key(0), loss="squared")
@@ -146,7 +150,7 @@ def test_continuing_through_a_checkpoint_is_bit_identical(digits, lenet_digits, 
     else:
         data = digits
         model = mlp_model("scratch", 64, (32, 32), 10)
-        opt, hp = (None, {"lr": 0.3}) if route == "scratch" else (decayed_sgd(0.2, 1e-3, momentum=0.9), {})
+        opt, hp = (SGD, {"lr": 0.3}) if route == "scratch" else (decayed_sgd(0.2, 1e-3, momentum=0.9), {})
     common = dict(batch_size=64, key=jax.random.key(0), hparams=hp)
     full, h_full = fit(model, opt, data, epochs=4, **common)
     path = tmp_path / "ckpt.msgpack"
@@ -162,21 +166,30 @@ def test_continuing_through_a_checkpoint_is_bit_identical(digits, lenet_digits, 
     assert h_cont.status == "completed" and h_cont.epochs == 4
 
 
-def test_compiled_epoch_is_reused_across_fit_calls(digits):
+def test_compiled_epoch_is_reused_across_fit_calls(digits, caplog):
+    """Another key and learning rate, the same program: jit's cache hands the second call the first call's
+    executables (JAX logs every compilation under ``jax.log_compiles``; the first call's include jit(train))."""
     model = mlp_model("scratch", 64, (16,), 10, (0.1,))
-    _, first = fit(model, None, digits, epochs=1, batch_size=64, key=jax.random.key(0), hparams={"lr": 0.1})
-    _, second = fit(model, None, digits, epochs=1, batch_size=64, key=jax.random.key(1), hparams={"lr": 0.2})
-    assert first.compile_time_s > 0 and second.compile_time_s == 0.0
+    compiled = []
+    for seed, lr in ((0, 0.1), (1, 0.2)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING), jax.log_compiles():
+            _, history = fit(model, SGD, digits, epochs=1, batch_size=64, key=jax.random.key(seed), hparams={"lr": lr})
+        compiled.append({m for m in ("jit(train)", "jit(evaluate)") for r in caplog.records if
+                         f"Compiling {m}" in r.getMessage()})
+        compiled.append(history.compile_time_s)
+    assert compiled[0] == {"jit(train)", "jit(evaluate)"} and compiled[2] == set()
+    assert compiled[1] > 0 and compiled[3] < 0.05 * compiled[1]
 
 
 def test_checkpoint_of_another_model_or_corrupt_file_is_refused(digits, tmp_path):
     model = mlp_model("scratch", 64, (32,), 10, (0.1,))
-    state = init_state(model, None, jax.random.key(0))
+    state = init_state(model, SGD, jax.random.key(0))
     path = tmp_path / "c.msgpack"
     save_checkpoint(path, state, epoch=1, history={})
     other = mlp_model("scratch", 64, (16,), 10, (0.1,))
     with pytest.raises(CheckpointError, match=r"\.params\['dense0'\]\['bias'\] is float32\[32\], .* needs float32\[16\]"):
-        load_checkpoint(path, init_state(other, None, jax.random.key(0)))
+        load_checkpoint(path, init_state(other, SGD, jax.random.key(0)))
     good = path.read_bytes()
     flipped = bytearray(good)
     for i in range(len(good) // 2, len(good) // 2 + 256):        # 256 bytes of weights changed, still msgpack
@@ -214,16 +227,16 @@ def test_optax_weight_decay_in_hparams_takes_effect():
 
 
 HPARAM_ERRORS = {
-    "typo key": ("scratch", None, {"lr": 0.1, "learning_rate": 0.1}, r"unknown hparams key 'learning_rate'; allowed here: \['lam', 'lr', 'rates'\]"),
+    "typo key": ("scratch", SGD, {"lr": 0.1, "learning_rate": 0.1}, r"unknown hparams key 'learning_rate'; allowed here: \['lam', 'lr', 'rates'\]"),
     "lr to a plain optax optimizer": ("scratch", optax.sgd(0.1), {"lr": 100.0}, "exposes no injectable 'learning_rate'"),
     "rates to a flax model": ("flax", optax.sgd(0.1), {"rates": (0.5,)}, "dropout rates are static"),
     "rates to an nnx model": ("nnx", optax.sgd(0.1), {"rates": (0.5,)}, "flax.nnx.Dropout attributes"),
-    "weight_decay to scratch sgd": ("scratch", None, {"lr": 0.1, "weight_decay": 1.0}, "use 'lam'"),
-    "negative lam": ("scratch", None, {"lr": 0.1, "lam": -1.0}, r"hparams\['lam'\] must be in \[0.0, inf\)"),
-    "negative lr": ("scratch", None, {"lr": -0.1}, r"hparams\['lr'\] must be in \(0.0, inf\)"),
+    "weight_decay to scratch sgd": ("scratch", SGD, {"lr": 0.1, "weight_decay": 1.0}, "use 'lam'"),
+    "negative lam": ("scratch", SGD, {"lr": 0.1, "lam": -1.0}, r"hparams\['lam'\] must be in \[0.0, inf\)"),
+    "negative lr": ("scratch", SGD, {"lr": -0.1}, r"hparams\['lr'\] must be in \(0.0, inf\)"),
     "nan lr": ("flax", sgd(0.1), {"lr": float("nan")}, r"hparams\['lr'\] must be in"),
-    "rate above 1": ("scratch", None, {"lr": 0.1, "rates": (1.5,)}, r"hparams\['rates'\] must be in \[0.0, 1.0\]"),
-    "one bad lam of a sweep": ("scratch", None, {"lr": 0.1, "lam": np.array([0.0, -2.0])}, "lam"),
+    "rate above 1": ("scratch", SGD, {"lr": 0.1, "rates": (1.5,)}, r"hparams\['rates'\] must be in \[0.0, 1.0\]"),
+    "one bad lam of a sweep": ("scratch", SGD, {"lr": 0.1, "lam": np.array([0.0, -2.0])}, "lam"),
 }
 
 
@@ -242,7 +255,7 @@ def test_fit_refuses_out_of_range_labels(digits, labels, message):
     y[3] = labels
     model = mlp_model("scratch", 64, (16,), 10, (0.1,))
     with pytest.raises(ValueError, match="y_train holds " + message):
-        fit(model, None, (digits[0], y, digits[2], digits[3]), epochs=1, batch_size=64, key=jax.random.key(0),
+        fit(model, SGD, (digits[0], y, digits[2], digits[3]), epochs=1, batch_size=64, key=jax.random.key(0),
             hparams={"lr": 0.1})
 
 
@@ -250,38 +263,38 @@ def test_fit_refuses_bad_data_and_counts(digits):
     model = mlp_model("scratch", 64, (16,), 10, (0.1,))
     ok = dict(epochs=1, batch_size=64, key=jax.random.key(0), hparams={"lr": 0.1})
     with pytest.raises(ValueError, match="the test set is empty"):
-        fit(model, None, (digits[0], digits[1], digits[2][:0], digits[3][:0]), **ok)
+        fit(model, SGD, (digits[0], digits[1], digits[2][:0], digits[3][:0]), **ok)
     with pytest.raises(ValueError, match="integer class labels"):
-        fit(model, None, (digits[0], digits[1].astype(np.float32), digits[2], digits[3]), **ok)
+        fit(model, SGD, (digits[0], digits[1].astype(np.float32), digits[2], digits[3]), **ok)
     with pytest.raises(ValueError, match="the training set has 1347 inputs"):
-        fit(model, None, (digits[0], digits[1][:10], digits[2], digits[3]), **ok)
+        fit(model, SGD, (digits[0], digits[1][:10], digits[2], digits[3]), **ok)
     with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
-        fit(model, None, digits, **{**ok, "epochs": 1.5})
+        fit(model, SGD, digits, **{**ok, "epochs": 1.5})
     with pytest.raises(ValueError, match="task must be given with a custom loss"):
-        fit(model, None, digits, **ok, loss=lambda o, y: o)
-    _, h = fit(model, None, digits, **{**ok, "epochs": np.int64(1), "batch_size": np.int32(64)})
+        fit(model, SGD, digits, **ok, loss=lambda o, y: o)
+    _, h = fit(model, SGD, digits, **{**ok, "epochs": np.int64(1), "batch_size": np.int32(64)})
     assert h.epochs == 1  # numpy integers are valid counts
 
 
 def test_regression_metrics_follow_the_task_not_the_loss_object():
     x = jax.random.normal(jax.random.key(0), (40, 3))
     y = x @ jnp.arange(1.0, 4.0)
-    _, h = fit(scratch_linreg(3), None, (x, y, x, y), epochs=2, batch_size=8, key=jax.random.key(0),
+    _, h = fit(scratch_linreg(3), SGD, (x, y, x, y), epochs=2, batch_size=8, key=jax.random.key(0),
                hparams={"lr": 0.05}, loss="l1")
-    assert h.train_accuracy == [None, None] and h.test_loss[-1] < h.test_loss[0]
+    assert h.train_accuracy is None and h.test_loss[0][-1] < h.test_loss[0][0]
 
 
 def test_divergence_stops_the_run_and_names_epoch_and_step(digits):
     model = mlp_model("scratch", 64, (16,), 10, (0.0,))
     seen = []
     with pytest.raises(Diverged, match="epoch 1 \\(first at global step") as err:
-        fit(model, None, digits, epochs=5, batch_size=64, key=jax.random.key(0), hparams={"lr": 1e30},
+        fit(model, SGD, digits, epochs=5, batch_size=64, key=jax.random.key(0), hparams={"lr": 1e30},
             after_epoch=lambda *a: seen.append(a))
     assert err.value.epoch == 0 and 0 <= err.value.step < 22
     assert err.value.history.status == "diverged" and err.value.history.epochs == 1
     assert seen == []  # a non-finite state is never checkpointed
     # the epoch's test metrics are NaN, not those of the last finite state; the error carries that state
-    assert np.isnan(err.value.history.test_loss[-1]) and np.isnan(err.value.history.test_accuracy[-1])
+    assert np.isnan(err.value.history.test_loss[0][-1]) and np.isnan(err.value.history.test_accuracy[0][-1])
     assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(err.value.state.params))
 
 
@@ -322,8 +335,8 @@ def test_a_model_with_a_list_of_hparam_names_trains_and_a_member_mesh_is_no_data
 
     base = mlp_model("scratch", 64, (16,), 10, (0.1,))
     listed = Model(base.init, base.apply, list(base.hparams))  # a list: unhashable, normalised by the spec
-    _, h = fit(listed, None, digits, epochs=1, batch_size=64, key=jax.random.key(0), hparams={"lr": 0.1, "rates": [0.2]})
+    _, h = fit(listed, SGD, digits, epochs=1, batch_size=64, key=jax.random.key(0), hparams={"lr": 0.1, "rates": [0.2]})
     assert h.status == "completed"
     with pytest.raises(ValueError, match="data_mesh must have the one axis 'data'"):
-        fit(base, None, digits, epochs=1, batch_size=64, key=jax.random.key(0), hparams={"lr": 0.1},
+        fit(base, SGD, digits, epochs=1, batch_size=64, key=jax.random.key(0), hparams={"lr": 0.1},
             data_mesh=member_mesh(1))

@@ -7,8 +7,14 @@ from typing import Any, Optional
 
 import numpy as np
 
+from regjax import scratch_sgd
 from regjax.engine import group_stats
 from regjax.plots import plot_panels
+
+# The from-scratch SGD step of the lessons. Every answer gives its learning rate as a hyperparameter ('lr': in
+# hparams, or an axis of the sweep's members), which is injected into this one optimizer object: answers at any
+# learning rate share compiled programs.
+SCRATCH_SGD = scratch_sgd(0.1)
 
 
 def answer(id_: str, question: str, text: str, plot: Any = None, *, table: Optional[str] = None, **data: Any) -> dict:

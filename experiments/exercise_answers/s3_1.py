@@ -10,12 +10,12 @@ import optax
 
 from regjax.base import Model
 from regjax.data.synthetic import synthetic_linear
-from regjax.engine import grid, init_members
+from regjax.engine import grid, init_state
 from regjax.losses import poisson_nll_loss
 from regjax.models.adapters import scratch_linreg
 from regjax.plots import plot_panels
 
-from .common import answer, figure, in_book_order, mean_std, seeds_of, table, timed, tiny
+from .common import SCRATCH_SGD, answer, figure, in_book_order, mean_std, seeds_of, table, timed, tiny
 from .s3_3 import LINREG, TRUE_B, TRUE_W, record, wb
 
 SECTION, TITLE = "3.1", "Linear regression"
@@ -115,8 +115,8 @@ def ex4_rank(run, seeds):
     models = tiny(run, DUP_MODELS, {"σ=1": DUP_MODELS["σ=1"]})
     for name, model in models.items():
         members = grid(seeds, lr=0.03)
-        init = np.asarray(init_members(model, None, members.keys).params["dense0"]["kernel"])[..., 0]
-        res = run.sweep(f"3.1 duplicated column {name}", model, None, (x, y, x, y), members,
+        init = np.asarray(init_state(model, SCRATCH_SGD, members.keys).params["dense0"]["kernel"])[..., 0]
+        res = run.sweep(f"3.1 duplicated column {name}", model, SCRATCH_SGD, (x, y, x, y), members,
                         epochs=tiny(run, 10, 1), batch_size=10, loss="squared", progress_every=tiny(run, 10, 1))
         w, b = wb(res)
         sums += (w[:, 0] + w[:, 1]).tolist()
@@ -169,7 +169,7 @@ def ex5_laplace(run, seeds):
         return after
 
     fixed = grid(seeds, lr=[0.1, 0.01])
-    run.sweep("3.1 laplace fixed lr", LINREG, None, (x, y, x, y), fixed, epochs=epochs, batch_size=10, loss="l1",
+    run.sweep("3.1 laplace fixed lr", LINREG, SCRATCH_SGD, (x, y, x, y), fixed, epochs=epochs, batch_size=10, loss="l1",
               progress_every=epochs, after_epoch=tracker(lambda c: f"fixed lr {c['lr']:g} seed {c['seed']}", fixed))
     decay = grid(seeds)
     schedule = optax.exponential_decay(0.1, transition_steps=100, decay_rate=0.7)
@@ -216,7 +216,7 @@ def ex8_poisson(run, seeds):
     x = np.asarray(jax.random.normal(jax.random.fold_in(key, 10), (n, 2)))
     counts = np.asarray(jax.random.poisson(jax.random.fold_in(key, 11), np.exp(x @ w_true + b_true))).astype(np.float32)
     record(run, "Poisson counts, log λ = 0.5 x₁ − 0.3 x₂ + 1 (§3.1 ex. 8)", n)
-    res = run.sweep("3.1 poisson", LINREG, None, (x, counts, x, counts), grid(seeds, lr=0.01),
+    res = run.sweep("3.1 poisson", LINREG, SCRATCH_SGD, (x, counts, x, counts), grid(seeds, lr=0.01),
                     epochs=tiny(run, 20, 1), batch_size=10, loss=poisson_nll_loss, task="regression",
                     progress_every=tiny(run, 20, 1))
     w, b = wb(res)

@@ -11,7 +11,7 @@ from regjax.data.synthetic import synthetic_linear
 from regjax.engine import epoch_key, run_keys
 from regjax.models.adapters import scratch_linreg
 
-from .common import answer, in_book_order, sample_std, table, tiny
+from .common import SCRATCH_SGD, answer, in_book_order, sample_std, table, tiny
 
 SECTION, TITLE = "3.3", "Synthetic regression data"
 TRUE_W, TRUE_B, NOISE = np.array([2.0, -3.4], np.float32), 4.2, 0.01
@@ -70,7 +70,7 @@ def section(run):
     # 1. n not divisible by the batch size
     rows = []
     for drop in (False, True):
-        state, hist = run.fit(f"3.3 drop_remainder={drop}", LINREG, None, data, epochs=1, batch_size=batch,
+        state, hist = run.fit(f"3.3 drop_remainder={drop}", LINREG, SCRATCH_SGD, data, epochs=1, batch_size=batch,
                               hparams={"lr": 0.03}, loss="squared", drop_remainder=drop, progress_every=1)
         b = epoch_batches(jax.random.key(0), data[0], data[1], batch, drop_remainder=drop)
         counts = np.asarray(b.weight).sum(axis=1)

@@ -9,12 +9,12 @@ import numpy as np
 import optax
 
 from regjax.base import Model
-from regjax.engine import grid, init_members, start_state
+from regjax.engine import grid, init_state
 from regjax.losses import squared_loss
 from regjax.models.adapters import scratch_linreg
 from regjax.plots import plot_panels
 
-from .common import answer, in_book_order, mean_std, seeds_of, stats, table, tiny
+from .common import SCRATCH_SGD, answer, in_book_order, mean_std, seeds_of, stats, table, tiny
 from .s3_3 import LINREG, NOISE, TRUE_B, TRUE_W, linear_data, pm, record, wb
 
 SECTION, TITLE = "3.4", "Linear regression from scratch"
@@ -52,10 +52,10 @@ def ex1_init(run, seeds, data, epochs):
     theta_star = np.r_[TRUE_W, TRUE_B]
     for name, model in inits.items():
         members = grid(seeds, lr=LR)
-        init = init_members(model, None, members.keys).params["dense0"]  # the sweep's own starting point
+        init = init_state(model, SCRATCH_SGD, members.keys).params["dense0"]  # the sweep's own starting point
         start[name] = np.linalg.norm(np.c_[np.asarray(init["kernel"])[..., 0], np.asarray(init["bias"])]
                                      - theta_star, axis=-1)
-        res = run.sweep(f"3.4 init {name}", model, None, data, members, epochs=epochs, batch_size=BATCH,
+        res = run.sweep(f"3.4 init {name}", model, SCRATCH_SGD, data, members, epochs=epochs, batch_size=BATCH,
                         loss="squared", progress_every=epochs)
         test = res.history.metric("test_loss")  # (epochs, N)
         reached = [int(np.argmax(t < 1e-3)) + 1 if (t < 1e-3).any() else None for t in test.T]
@@ -96,7 +96,7 @@ def ex2_ohm(run, seeds, epochs):
     current = np.asarray(jax.random.uniform(jax.random.fold_in(key, 0), (n, 1), minval=0.1, maxval=2.0))
     volts = (r_true * current[:, 0] + noise * np.asarray(jax.random.normal(jax.random.fold_in(key, 1), (n,))))
     record(run, f"Ohm's law: I ~ U(0.1, 2) A, V = {r_true} Ω · I + N(0, {noise}²) V", n)
-    res = run.sweep("3.4 ohm", OHM, None, (current, volts, current[:50], volts[:50]), grid(seeds, lr=0.1),
+    res = run.sweep("3.4 ohm", OHM, SCRATCH_SGD, (current, volts, current[:50], volts[:50]), grid(seeds, lr=0.1),
                     epochs=epochs, batch_size=BATCH, loss="squared", progress_every=epochs)
     r_hat = np.asarray(res.state.params["dense0"]["kernel"])[:, 0, 0]
     r_ls = float(current[:, 0] @ volts / (current[:, 0] @ current[:, 0]))
@@ -117,10 +117,10 @@ def ex3_planck(run, seeds, epochs):
     clean = np.asarray(_planck_apply({"t": t_true / 1000}, {}, lam)[0])[:, 0]
     y = clean + noise * np.asarray(jax.random.normal(key, (n,)))
     record(run, f"Planck spectrum: T = {t_true} K, λ = 0.3-3 µm, log B with {noise:.0%} noise", n)
-    res = run.sweep("3.4 planck", PLANCK, None, (lam, y, lam, clean), grid(seeds, lr=0.3), epochs=epochs,
+    res = run.sweep("3.4 planck", PLANCK, SCRATCH_SGD, (lam, y, lam, clean), grid(seeds, lr=0.3), epochs=epochs,
                     batch_size=BATCH, loss="squared", progress_every=epochs)
     t_hat = 1000 * np.asarray(res.state.params["t"])
-    t0 = [1000 * float(start_state(PLANCK, None, k).params["t"]) for k in res.members.keys]
+    t0 = [1000 * float(init_state(PLANCK, SCRATCH_SGD, k).params["t"]) for k in res.members.keys]
     grid_t = np.linspace(3000, 9000, 6001)
     sse = [float(np.sum((y - np.asarray(_planck_apply({"t": t / 1000}, {}, lam)[0])[:, 0]) ** 2)) for t in grid_t]
     t_scan = float(grid_t[int(np.argmin(sse))])
@@ -185,7 +185,7 @@ def ex5_reshape(data):
 def ex6_lr(run, seeds, data, epochs):
     lrs = tiny(run, [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0], [0.01, 0.3])
     members = grid(seeds, lr=lrs)
-    res = run.sweep("3.4 lr", LINREG, None, data, members, epochs=epochs, batch_size=BATCH, loss="squared",
+    res = run.sweep("3.4 lr", LINREG, SCRATCH_SGD, data, members, epochs=epochs, batch_size=BATCH, loss="squared",
                     progress_every=epochs)
     test = res.history.metric("test_loss")
     by_lr = {lr: test[:, [c["lr"] == np.float32(lr) for c in members.configs]].mean(axis=1) for lr in lrs}
@@ -219,7 +219,7 @@ def ex8_losses(run, seeds, data, epochs):
     results = {}
     for name, loss, task in (("squared", "squared", None), ("L1", "l1", None), ("Huber δ=1", huber, "regression")):
         members = grid(seeds, datasets=sets, lr=LR)
-        res = run.sweep(f"3.4 loss {name}", LINREG, None, stacked, members, epochs=epochs, batch_size=BATCH,
+        res = run.sweep(f"3.4 loss {name}", LINREG, SCRATCH_SGD, stacked, members, epochs=epochs, batch_size=BATCH,
                         loss=loss, task=task, progress_every=epochs)
         w, b = wb(res)
         werr, berr = np.linalg.norm(w - TRUE_W, axis=-1), np.abs(b - TRUE_B)
@@ -259,7 +259,7 @@ def ex9_shuffle(run, seeds, epochs):
     table_rows, curves, spread = [], {}, {}
     for shuffle in (True, False):
         members = grid(seeds, datasets=sets, lr=LR)
-        res = run.sweep(f"3.4 shuffle={shuffle}", LINREG, None, stacked, members, epochs=epochs, batch_size=BATCH,
+        res = run.sweep(f"3.4 shuffle={shuffle}", LINREG, SCRATCH_SGD, stacked, members, epochs=epochs, batch_size=BATCH,
                         loss="squared", shuffle=shuffle, progress_every=epochs)
         w, b = wb(res)
         by = ["noise", "order"]

@@ -9,11 +9,11 @@ import numpy as np
 import optax
 
 from regjax import losses as regjax_losses
-from regjax.engine import grid, init_members
+from regjax.engine import grid, init_state
 from regjax.losses import squared_loss
 from regjax.plots import plot_panels
 
-from .common import answer, in_book_order, seeds_of, table, tiny
+from .common import SCRATCH_SGD, answer, in_book_order, seeds_of, table, tiny
 from .s3_3 import LINREG, NOISE, TRUE_B, TRUE_W, linear_data, pm, record, wb
 
 SECTION, TITLE = "3.5", "Concise implementation of linear regression"
@@ -49,10 +49,10 @@ def ex1_sum_vs_mean(run, seeds, data, epochs):
     def keep(name):
         return lambda epoch, state, history: traj.setdefault(name, []).append(_theta(state))
 
-    mean = run.sweep("3.5 mean loss", LINREG, None, data, grid(seeds, lr=lr), epochs=epochs, batch_size=BIG_BATCH,
+    mean = run.sweep("3.5 mean loss", LINREG, SCRATCH_SGD, data, grid(seeds, lr=lr), epochs=epochs, batch_size=BIG_BATCH,
                      loss="squared", progress_every=epochs, after_epoch=keep("mean"))
     summed = grid(seeds, lr=[lr / BIG_BATCH, lr])
-    res = run.sweep("3.5 sum loss", LINREG, None, data, summed, epochs=epochs, batch_size=BIG_BATCH, loss=sum_loss,
+    res = run.sweep("3.5 sum loss", LINREG, SCRATCH_SGD, data, summed, epochs=epochs, batch_size=BIG_BATCH, loss=sum_loss,
                     task="regression", progress_every=epochs, after_epoch=keep("sum"))
     scaled = np.array([np.isclose(c["lr"], lr / BIG_BATCH) for c in summed.configs])
     m, s = np.stack(traj["mean"]), np.stack(traj["sum"])[:, scaled]
@@ -84,7 +84,7 @@ def ex2_huber(run, seeds, data, epochs):
     rows = []
     for name, loss, task in (("squared", "squared", None), (f"Huber σ={SIGMA}", book_huber, "regression")):
         members = grid(seeds, datasets=sets, lr=0.03)
-        res = run.sweep(f"3.5 {name}", LINREG, None, stacked, members, epochs=epochs, batch_size=10, loss=loss,
+        res = run.sweep(f"3.5 {name}", LINREG, SCRATCH_SGD, stacked, members, epochs=epochs, batch_size=10, loss=loss,
                         task=task, progress_every=epochs)
         w, b = wb(res)
         for s in sets:
@@ -109,7 +109,7 @@ def ex2_huber(run, seeds, data, epochs):
 
 def ex3_gradient(run, data, seed):
     x, y = jnp.asarray(data[0]), jnp.asarray(data[1])
-    params = init_members(LINREG, None, jax.random.key(seed)[None]).params
+    params = init_state(LINREG, SCRATCH_SGD, jax.random.key(seed)[None]).params
     params = jax.tree_util.tree_map(lambda a: a[0], params)
 
     def loss(p):
@@ -135,7 +135,7 @@ def ex4_lr_epochs(run, seeds, data, epochs):
     lrs = tiny(run, [0.001, 0.01, 0.1, 1.0], [0.01, 0.1])
     members = grid(seeds, lr=lrs)
     err = []
-    run.sweep("3.5 lr epochs", LINREG, None, data, members, epochs=epochs, batch_size=10, loss="squared",
+    run.sweep("3.5 lr epochs", LINREG, SCRATCH_SGD, data, members, epochs=epochs, batch_size=10, loss="squared",
               progress_every=epochs, after_epoch=lambda e, state, h: err.append(
                   np.linalg.norm(_theta(state) - np.r_[TRUE_W, TRUE_B], axis=-1)))
     err = np.stack(err)  # (epochs, members)
@@ -173,7 +173,7 @@ def ex5_amount(run, seeds):
         members = grid([run.args.seed], datasets=[{"data_seed": s} for s in seeds], lr=0.3)
         epochs = tiny(run, 2000 if n <= 5 else 600 if n <= 20 else 200 if n <= 200 else 60, 3)  # to convergence
         record(run, f"D2L §3.3 data, n = {n} ({len(seeds)} draws, §3.5 ex. 5)", max(n, 5))
-        res = run.sweep(f"3.5 n={n}", LINREG, None, stacked, members, epochs=epochs, batch_size=n, loss="squared",
+        res = run.sweep(f"3.5 n={n}", LINREG, SCRATCH_SGD, stacked, members, epochs=epochs, batch_size=n, loss="squared",
                         progress_every=epochs)
         w, b = wb(res)
         werr.append(np.linalg.norm(w - TRUE_W, axis=-1))

@@ -16,7 +16,7 @@ from regjax.engine import grid
 from regjax.models.adapters import scratch_linreg
 from regjax.plots import plot_panels
 
-from .common import answer, in_book_order, sample_std, seeds_of, table, tiny
+from .common import SCRATCH_SGD, answer, in_book_order, sample_std, seeds_of, table, tiny
 
 SECTION, TITLE = "3.6", "Generalization"
 LR, BATCH, NOISE = 0.02, 10, 0.1
@@ -62,7 +62,7 @@ def _unscaled(run, seed: int, epochs: int):
     names = ["xⁱ/i! (D2L)", "xⁱ unscaled", "xⁱ standardized"]
     data = tuple(jnp.stack(a) for a in zip(*arrays))
     members = grid([seed], datasets=[{"features": n} for n in names], lr=UNSCALED_LRS)
-    res = run.sweep("3.6 unscaled features", scratch_linreg(20, use_bias=False), None, data, members, epochs=epochs,
+    res = run.sweep("3.6 unscaled features", scratch_linreg(20, use_bias=False), SCRATCH_SGD, data, members, epochs=epochs,
                     batch_size=BATCH, loss="squared", progress_every=epochs, checkpoint_interval_s=60.0)
     conds = [float(np.linalg.cond(np.asarray(a[0], np.float64))) for a in arrays]
     return names, members, res, float(jnp.abs(raw_tr).max()), conds
@@ -180,7 +180,7 @@ def section(run):
             datasets.append({"features": k, "draw": s})
     data = tuple(jnp.stack(a) for a in zip(*arrays))
     members = grid([args.seed], datasets=datasets, lr=LR)
-    res = run.sweep("3.6 features", scratch_linreg(20, use_bias=False), None, data, members, epochs=epochs_d,
+    res = run.sweep("3.6 features", scratch_linreg(20, use_bias=False), SCRATCH_SGD, data, members, epochs=epochs_d,
                     batch_size=BATCH, loss="squared", progress_every=epochs_d, checkpoint_interval_s=60.0)
     tr = res.final("train_loss").reshape(len(seeds), len(feats))
     te = res.final("test_loss").reshape(len(seeds), len(feats))
@@ -218,7 +218,7 @@ def section(run):
             datasets.append({"n_train": n, "draw": s})
     data = tuple(jnp.stack(a) for a in zip(*arrays))
     members = grid([args.seed], datasets=datasets, lr=LR)
-    res = run.sweep("3.6 learning curve", scratch_linreg(20, use_bias=False), None, data, members, epochs=epochs_l,
+    res = run.sweep("3.6 learning curve", scratch_linreg(20, use_bias=False), SCRATCH_SGD, data, members, epochs=epochs_l,
                     batch_size=BATCH, loss="squared", progress_every=epochs_l, checkpoint_interval_s=60.0)
     per_epoch = res.history.metric("test_loss").reshape(epochs_l, len(seeds), len(sizes))
     budgets = [e for e in tiny(run, [40, 200, 1000], [1, 2]) if e <= epochs_l]  # epochs: 100 steps each

@@ -9,14 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from regjax import decayed_sgd, l2_penalty
+from regjax import decayed_sgd, l1_decayed_sgd, l2_penalty
+from regjax.data import seed_keys, weight_decay_data
 from regjax.engine import grid
-from regjax.penalty import l1_decayed_sgd
+from regjax.models.adapters import scratch_linreg
 from regjax.plots import plot_panels
-from regjax.probes import weight_decay_problem
 from regjax.selection import ridge_closed_form, select_lambda
 
-from .common import answer, loss_against, seeds_of, stats, table, tiny, trend
+from .common import SCRATCH_SGD, answer, loss_against, seeds_of, stats, table, tiny, trend
 
 SECTION, TITLE = "3.7", "Weight decay"
 NOISE = 0.01  # the label noise σ of D2L §3.7's problem
@@ -26,14 +26,15 @@ LAMBDAS = [0.0] + [3.0 * 10 ** (j / 4) for j in range(-5, 10)]          # §3.7'
 def section(run):
     args = run.args
     run.set_dataset({"name": "synthetic_linear (D2L §3.7)", "n_train": 20, "n_test": 100, "d": 200}, n_train=20)
-    data, model = weight_decay_problem(args.seed, noise=NOISE)
+    data = weight_decay_data(seed_keys(args.seed)[0], noise=NOISE)  # as experiments/weight_decay.py draws it
+    model = scratch_linreg(200, weight_init=jax.nn.initializers.normal(1.0))
     seeds, lam = seeds_of(args), np.asarray(LAMBDAS)
     epochs = tiny(run, args.epochs, 3)
     out = []
 
     # 1. λ curve
     members = grid(seeds, lam=LAMBDAS, lr=args.lr)
-    res = run.sweep("3.7 lambda", model, None, data, members, epochs=epochs, loss="squared",
+    res = run.sweep("3.7 lambda", model, SCRATCH_SGD, data, members, epochs=epochs, loss="squared",
                     progress_every=epochs)
     train_m, train_s, test_m, test_s, best, plot = loss_against(
         members, res, "lam", lam, run.out / "ex_3_7_1_lambda_curve.png", xlabel="λ", xscale="symlog",
@@ -49,7 +50,7 @@ def section(run):
         lambdas=LAMBDAS, train_mean=train_m.tolist(), test_mean=test_m.tolist(), test_std=test_s.tolist()))
 
     # 2. validation-chosen vs test-optimal λ
-    sel = select_lambda(model, None, np.asarray(data[0]), np.asarray(data[1]), LAMBDAS, key=jax.random.key(args.seed),
+    sel = select_lambda(model, SCRATCH_SGD, np.asarray(data[0]), np.asarray(data[1]), LAMBDAS, key=jax.random.key(args.seed),
                         k=5, seeds=seeds, epochs=epochs, batch_size=args.batch_size, hparams={"lr": args.lr},
                         train=functools.partial(run.sweep, "3.7 cross-validation", progress_every=epochs))
     at = {v: i for i, v in enumerate(LAMBDAS)}
@@ -75,14 +76,15 @@ def section(run):
 
     # 3. L1 vs L2 (both as decay in the optimizer, λ injected)
     rows = {}
-    for name, opt in (("L2", decayed_sgd(args.lr, 0.0)), ("L1", l1_decayed_sgd(args.lr, 0.0))):
-        m = grid(seeds, weight_decay=LAMBDAS)
+    for name, opt, strength in (("L2", decayed_sgd(args.lr, 0.0), "weight_decay"),
+                                ("L1", l1_decayed_sgd(args.lr, 0.0), "l1")):
+        m = grid(seeds, **{strength: LAMBDAS})
         r = run.sweep(f"3.7 {name}", model, opt, data, m, epochs=epochs, loss="squared",
                       progress_every=epochs)
         w = np.abs(np.asarray(r.state.params["dense0"]["kernel"]).reshape(len(m), -1))
-        step = args.lr * m.hparams["weight_decay"][:, None]  # one L1 step: subgradient descent hovers within it
-        rows[name] = {"test": stats(m, r.final("test_loss"), ["weight_decay"]),
-                      "small": stats(m, (w <= step).mean(axis=1), ["weight_decay"])}
+        step = args.lr * m.hparams[strength][:, None]  # one L1 step: subgradient descent hovers within it
+        rows[name] = {"test": stats(m, r.final("test_loss"), [strength]),
+                      "small": stats(m, (w <= step).mean(axis=1), [strength])}
     b1, b2 = (int(np.nanargmin(rows[n]["test"][0])) for n in ("L1", "L2"))
     plot = plot_panels([{"series": {n: (lam, *rows[n]["test"]) for n in rows}, "xlabel": "λ", "ylabel": "final test loss",
                          "xscale": "symlog", "yscale": "log", "title": "test loss"},
@@ -141,7 +143,7 @@ def _map_is_ridge(run, data, model, args):
     epochs = tiny(run, 3000, 20)
     x, y = np.asarray(data[0]), np.asarray(data[1])
     members = grid([args.seed], lam=lams, lr=0.05)
-    res = run.sweep("3.7 MAP", model, None, data, members, epochs=epochs, batch_size=len(x), loss="squared",
+    res = run.sweep("3.7 MAP", model, SCRATCH_SGD, data, members, epochs=epochs, batch_size=len(x), loss="squared",
                     progress_every=epochs)
     w = np.asarray(res.state.params["dense0"]["kernel"]).reshape(len(lams), -1)
     b = np.asarray(res.state.params["dense0"]["bias"]).reshape(len(lams))

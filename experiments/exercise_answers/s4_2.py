@@ -16,7 +16,7 @@ from regjax.data.batching import epoch_batches
 from regjax.models.adapters import scratch_softmax_regression
 from regjax.plots import plot_panels, save_figure
 
-from .common import answer, figure, in_book_order, table, timed, tiny
+from .common import SCRATCH_SGD, answer, figure, in_book_order, table, timed, tiny
 
 SECTION, TITLE = "4.2", "The image classification dataset"
 BATCH_SIZES = [1, 16, 64, 256, 1024]
@@ -133,7 +133,7 @@ def section(run):
     train_rows = []
     by_b = {r[0]: r for r in rows}
     for b in (16, 256):
-        _, hist = run.fit(f"4.2 softmax batch {b}", model, None, data, epochs=epochs, batch_size=b,
+        _, hist = run.fit(f"4.2 softmax batch {b}", model, SCRATCH_SGD, data, epochs=epochs, batch_size=b,
                           hparams={"lr": 0.1}, progress_every=epochs)
         t_train = float(np.min(hist.epoch_time_s[1:] or hist.epoch_time_s))   # the first epoch warms up
         if b in by_b:

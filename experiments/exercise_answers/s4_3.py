@@ -8,7 +8,7 @@ import numpy as np
 from regjax.losses import softmax_cross_entropy
 from regjax.models.adapters import scratch_softmax_regression
 
-from .common import answer, in_book_order, table, tiny
+from .common import SCRATCH_SGD, answer, in_book_order, table, tiny
 
 SECTION, TITLE = "4.3", "The base classification model"
 BATCHES = [32, 50, 64, 100, 128, 256, 400]
@@ -33,7 +33,7 @@ def section(run):
     data = run.images(ds, flatten=True)
     model = scratch_softmax_regression(data[0].shape[1], 10)
     epochs = tiny(run, 50, 2)
-    state, history = run.fit("4.3 softmax regression", model, None, data, epochs=epochs, batch_size=64,
+    state, history = run.fit("4.3 softmax regression", model, SCRATCH_SGD, data, epochs=epochs, batch_size=64,
                              hparams={"lr": 0.1}, progress_every=epochs)
     logits, _ = model.apply(state.params, state.model_state, data[2], key=None, train=False, hparams={"lr": 0.1})
     losses = np.asarray(softmax_cross_entropy(logits, data[3]), np.float64)

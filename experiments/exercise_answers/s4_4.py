@@ -14,7 +14,7 @@ from regjax.losses import naive_softmax_cross_entropy, softmax_cross_entropy
 from regjax.models.adapters import scratch_softmax_regression
 from regjax.plots import plot_panels
 
-from .common import answer, figure, in_book_order, loss_against, seeds_of, table, timed, tiny
+from .common import SCRATCH_SGD, answer, figure, in_book_order, loss_against, seeds_of, table, timed, tiny
 from .s4_2 import image_grid
 
 SECTION, TITLE = "4.4", "Softmax regression from scratch"
@@ -90,7 +90,7 @@ def section(run):
     epochs5 = tiny(run, -(-D2L_STEPS // -(-n // D2L_BATCH)), 2)
     lrs = tiny(run, LRS, [0.1, 1.0])
     members = grid(seeds, lr=lrs)
-    res = run.sweep("4.4 learning rate", model, None, data, members, epochs=epochs5, batch_size=D2L_BATCH,
+    res = run.sweep("4.4 learning rate", model, SCRATCH_SGD, data, members, epochs=epochs5, batch_size=D2L_BATCH,
                     progress_every=epochs5, checkpoint_interval_s=60.0)
     tr_m, tr_s, te_m, te_s, best, plot_a = loss_against(
         members, res, "lr", lrs, run.out / "ex_4_4_5_learning_rate.png", xlabel="lr", xscale="log",
@@ -100,7 +100,7 @@ def section(run):
 
     # 2. cross-entropy as Σ y log ŷ, trained like the lr-0.1 members above
     at = [j for j, c in enumerate(members.configs) if abs(c["lr"] - D2L_LR) < 1e-9]
-    res_o = run.sweep("4.4 one-hot CE", model, None, data, grid(seeds, lr=D2L_LR), epochs=epochs5,
+    res_o = run.sweep("4.4 one-hot CE", model, SCRATCH_SGD, data, grid(seeds, lr=D2L_LR), epochs=epochs5,
                       batch_size=D2L_BATCH, loss=onehot_cross_entropy, task="classification", progress_every=epochs5,
                       checkpoint_interval_s=60.0)
     li, lo = res.final("test_loss")[at], res_o.final("test_loss")
@@ -125,7 +125,7 @@ def section(run):
     for b in bsizes:
         k = -(-n // b)
         for label, ep, dest in (("", epochs_b, rows_b), (" same steps", max(1, round(steps_fixed / k)), rows_s)):
-            r = run.sweep(f"4.4 batch {b}{label}", model, None, data, grid(seeds, lr=D2L_LR), epochs=ep,
+            r = run.sweep(f"4.4 batch {b}{label}", model, SCRATCH_SGD, data, grid(seeds, lr=D2L_LR), epochs=ep,
                           batch_size=b, progress_every=ep, checkpoint_interval_s=60.0)
             dest.append((b, ep * k, *_mean_sd(r.final("train_loss")), *_mean_sd(r.final("test_loss")),
                          float(np.nanmean(r.final("test_accuracy")))))

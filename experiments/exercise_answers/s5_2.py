@@ -20,7 +20,7 @@ from regjax.engine import grid
 from regjax.models.adapters import mlp_model, scratch_mlp
 from regjax.plots import plot_panels, save_figure
 
-from .common import answer, figure, in_book_order, seeds_of, table, tiny
+from .common import SCRATCH_SGD, answer, figure, in_book_order, seeds_of, table, tiny
 
 SECTION, TITLE = "5.2", "Implementation of multilayer perceptrons"
 # D2L trains 10 epochs at batch 256 on 60,000 images: 2,350 SGD steps. The digits have 1,347 training images
@@ -55,7 +55,7 @@ class _Trainer:
         if key not in self.cache:
             name = f"5.2 {'x'.join(map(str, hidden))} {activation} {init}"
             members = grid(self.seeds, lr=LR)
-            self.cache[key] = self.run.sweep(name, self.model(hidden, activation, init), None, self.data, members,
+            self.cache[key] = self.run.sweep(name, self.model(hidden, activation, init), SCRATCH_SGD, self.data, members,
                                              epochs=self.epochs, batch_size=BATCH, progress_every=self.epochs)
         return self.cache[key]
 
@@ -279,7 +279,7 @@ def _learning_rate(run, trainer, width, lrs, budgets, where):
     and the 'lr × epochs' budget tested on the per-epoch histories. Returns the answer and the per-lr curves
     (epochs, seeds) for ex. 5."""
     members = grid(trainer.seeds, lr=lrs)
-    res = run.sweep("5.2 lr", trainer.model((width,)), None, trainer.data, members, epochs=trainer.epochs,
+    res = run.sweep("5.2 lr", trainer.model((width,)), SCRATCH_SGD, trainer.data, members, epochs=trainer.epochs,
                     batch_size=BATCH, progress_every=trainer.epochs)
     acc = res.history.metric("test_accuracy")
     cfg = members.configs
@@ -392,7 +392,7 @@ def _joint_search(run, trainer, lr_curves, where):
         for w in widths:
             members = grid(search_seeds, lr=lrs)
             model = trainer.model((w,) * d)
-            res = run.sweep(f"5.2 search {d}x{w}", model, None, split, members, epochs=trainer.epochs,
+            res = run.sweep(f"5.2 search {d}x{w}", model, SCRATCH_SGD, split, members, epochs=trainer.epochs,
                             batch_size=BATCH, progress_every=trainer.epochs)
             n_params = sum(a.size for a in jax.tree_util.tree_leaves(model.init(jax.random.key(0))[0]))
             acc = np.nan_to_num(res.history.metric("test_accuracy"), nan=0.0)   # a diverged member scores 0
@@ -407,7 +407,7 @@ def _joint_search(run, trainer, lr_curves, where):
     best = {**configs[k], "epochs": int(e + 1)}
     halving = _successive_halving(curves, cost)
     rand = _random_search(curves, rng=np.random.default_rng(run.args.seed), trials=tiny(run, 8, 2))
-    final = trainer.run.sweep("5.2 search best", trainer.model((best["width"],) * best["depth"]), None, trainer.data,
+    final = trainer.run.sweep("5.2 search best", trainer.model((best["width"],) * best["depth"]), SCRATCH_SGD, trainer.data,
                               grid(trainer.seeds, lr=best["lr"]), epochs=best["epochs"], batch_size=BATCH,
                               progress_every=best["epochs"])
     per_seed = final.final("test_accuracy")             # grid(seeds, lr=one value): members in seed order
@@ -523,7 +523,7 @@ def _speed(run, trainer, widths, epochs, repeats):
         for j, (w, n) in enumerate(zip(widths, epochs)):
             for impl in (impls if (r + j) % 2 == 0 else impls[::-1]):
                 model = mlp_model(impl, trainer.n_in, (w, w), 10, rates=(0.0, 0.0))
-                _, hist = run.fit(f"5.2 speed {impl} {w} run {r + 1}", model, None, trainer.data, epochs=n,
+                _, hist = run.fit(f"5.2 speed {impl} {w} run {r + 1}", model, SCRATCH_SGD, trainer.data, epochs=n,
                                   batch_size=BATCH, hparams={"lr": LR}, progress_every=n)
                 times[impl, w].append(float(np.median(hist.epoch_time_s[1:] or hist.epoch_time_s)))
     med = {k: float(np.median(v)) for k, v in times.items()}

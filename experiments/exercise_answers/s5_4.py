@@ -15,7 +15,7 @@ from regjax.engine import grid
 from regjax.models.adapters import scratch_linreg, scratch_mlp, scratch_softmax_regression
 from regjax.plots import plot_panels
 
-from .common import answer, figure, in_book_order, sample_std, seeds_of, table, tiny
+from .common import SCRATCH_SGD, answer, figure, in_book_order, sample_std, seeds_of, table, tiny
 
 SECTION, TITLE = "5.4", "Numerical stability and initialization"
 INITS = {"constant 0": jax.nn.initializers.constant(0.0), "constant 0.3": jax.nn.initializers.constant(0.3),
@@ -73,7 +73,7 @@ def _equal_init(run, seeds):
     for pname, (build, d, loss, lr) in problems.items():
         for iname, init in inits.items():
             members = grid(seeds, lr=lr)
-            res = run.sweep(f"5.4 equal init {pname} {iname}", build(init), None, d, members, epochs=epochs,
+            res = run.sweep(f"5.4 equal init {pname} {iname}", build(init), SCRATCH_SGD, d, members, epochs=epochs,
                             batch_size=32, loss=loss, progress_every=epochs)
             metric = res.final("test_loss" if loss == "squared" else "test_accuracy")
             spread = "--"

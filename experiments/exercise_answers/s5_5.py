@@ -14,7 +14,7 @@ from regjax.engine import grid
 from regjax.models.adapters import scratch_mlp
 from regjax.plots import plot_panels
 
-from .common import answer, in_book_order, seeds_of, table, tiny
+from .common import SCRATCH_SGD, answer, in_book_order, seeds_of, table, tiny
 
 SECTION, TITLE = "5.5", "Generalization in deep learning"
 NOISES = [0.0, 0.2, 0.4]
@@ -76,7 +76,7 @@ def section(run):
         fit_split.append(np.array([[h[~w].mean(), h[w].mean() if w.any() else np.nan]
                                    for h, w in zip(hit, wrong)]))                     # (members, clean/corrupted)
 
-    res = run.sweep("5.5 early stopping", model, None, data, members, epochs=epochs, batch_size=32,
+    res = run.sweep("5.5 early stopping", model, SCRATCH_SGD, data, members, epochs=epochs, batch_size=32,
                     progress_every=epochs, after_epoch=measure)
     val_acc = res.history.metric("test_accuracy")                 # (epochs, members): the validation split
     train_acc = res.history.metric("train_accuracy")

@@ -25,9 +25,9 @@ from regjax.models.adapters import scratch_mlp
 from regjax.models.scratch import init_mlp
 from regjax.noise import dropconnect, gaussian_dropout
 from regjax.plots import plot_heatmap, plot_panels
-from regjax.probes import mlp_hidden
 
-from .common import answer, in_book_order, pair, table, tiny
+from .common import SCRATCH_SGD, answer, in_book_order, pair, table, tiny
+from .probes import mlp_hidden
 
 SECTION, TITLE = "5.6", "Dropout"
 RATES = [0.0, 0.2, 0.5, 0.8]
@@ -177,7 +177,7 @@ def section(run):
 def _ex1_rates(ctx, model):
     run, rates, many = ctx["run"], ctx["rates"], ctx["many"]
     members = grid(many, rates=[(a, b) for a in rates for b in rates], lr=run.args.mlp_lr)
-    res = run.sweep("5.6 rates", model, None, ctx["data"], members, **ctx["common"])
+    res = run.sweep("5.6 rates", model, SCRATCH_SGD, ctx["data"], members, **ctx["common"])
     acc = _cells(members.configs, _plateau(res.history), ["rates"])
     best = max(acc, key=lambda k: acc[k].mean)
     tied = [k for k in acc if k == best or not _paired(acc[best], acc[k])[0] > 2 * _paired(acc[best], acc[k])[1]]
@@ -231,7 +231,7 @@ def _ex2_3_long(ctx, model, long_epochs, epochs):
         variances.append(jax.device_get(probe(state.params, probe_x, long_members.hparams["rates"],
                                               jax.random.key(epoch))))
 
-    long = run.sweep("5.6 long", model, None, data, long_members, epochs=long_epochs,
+    long = run.sweep("5.6 long", model, SCRATCH_SGD, data, long_members, epochs=long_epochs,
                      batch_size=run.args.mlp_batch_size, progress_every=long_epochs, after_epoch=measure)
     test_acc, test_loss = long.history.metric("test_accuracy"), long.history.metric("test_loss")
     train_loss = long.history.metric("train_loss")
@@ -371,7 +371,7 @@ def _ex5_decay(ctx, model, grid_acc, decays, long_acc, long_epochs):
     run, many = ctx["run"], ctx["many"]
     lams = [lam for lam in decays if lam > 0]
     members = grid(many, rates=[NONE, D2L_RATES], lam=lams, lr=run.args.mlp_lr)
-    res = run.sweep("5.6 dropout x decay", model, None, ctx["data"], members, **ctx["common"])
+    res = run.sweep("5.6 dropout x decay", model, SCRATCH_SGD, ctx["data"], members, **ctx["common"])
     acc = _cells(members.configs, _plateau(res.history), ["rates", "lam"])
     acc.update({(r, 0.0): grid_acc[r] for r in (NONE, D2L_RATES)})  # λ = 0: ex. 1's members (same seeds)
     base, drop = acc[(NONE, 0.0)], acc[(D2L_RATES, 0.0)]
@@ -380,7 +380,7 @@ def _ex5_decay(ctx, model, grid_acc, decays, long_acc, long_epochs):
     g = _two_by_two(base, drop, decay, both)
     # the same 2x2 at ex. 2's longer budget: its members are λ = 0; one more sweep adds λ = best_lam
     long_members = grid(ctx["seeds"], rates=[NONE, D2L_RATES], lam=[best_lam], lr=run.args.mlp_lr)
-    lres = run.sweep("5.6 long decay", model, None, ctx["data"], long_members,
+    lres = run.sweep("5.6 long decay", model, SCRATCH_SGD, ctx["data"], long_members,
                      **{**ctx["common"], "epochs": long_epochs, "progress_every": long_epochs})
     lacc = {**{(r, 0.0): long_acc[r] for r in (NONE, D2L_RATES)},
             **_cells(long_members.configs, _plateau(lres.history), ["rates", "lam"])}
@@ -415,7 +415,7 @@ def _ex6_7_noises(ctx, grid_acc):
     arms = {"dropout": {p: grid_acc[(p, p)] for p in rates}}
     for kind, label in (("dropconnect", "DropConnect"), ("gaussian", "Gaussian dropout")):
         members = grid(many, rates=[(p, p) for p in ps], lr=run.args.mlp_lr)
-        res = run.sweep(f"5.6 {kind}", noisy_mlp(ctx["n_in"], ctx["hidden"], kind), None, ctx["data"], members,
+        res = run.sweep(f"5.6 {kind}", noisy_mlp(ctx["n_in"], ctx["hidden"], kind), SCRATCH_SGD, ctx["data"], members,
                         **ctx["common"])
         cells = _cells(members.configs, _plateau(res.history), ["rates"])
         arms[label] = {0.0: grid_acc[NONE], **{p: cells[(p, p)] for p in ps}}  # p = 0: the same plain MLP

@@ -16,9 +16,9 @@ from regjax.engine import grid, make_evaluate
 from regjax.models.adapters import scratch_lenet_bn, scratch_mlp
 from regjax.models.scratch import init_mlp
 from regjax.plots import plot_panels
-from regjax.probes import without_biases
 
-from .common import answer, in_book_order, seeds_of, table, tiny
+from .common import SCRATCH_SGD, answer, in_book_order, seeds_of, table, tiny
+from .probes import without_biases
 
 SECTION, TITLE = "8.5", "Batch normalization"
 LENET_LRS = [0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
@@ -75,7 +75,7 @@ def _final(acc, last=3):
 def _ex2_learning_rates(ctx, lrs, out):
     run, data, e = ctx["run"], ctx["data"], ctx["e"]
     members = grid([ctx["seed"]], lr=lrs)
-    results = {name: run.sweep(f"8.5 {name}", scratch_lenet_bn(10, (28, 28, 1), use_bn=use_bn), None, data,
+    results = {name: run.sweep(f"8.5 {name}", scratch_lenet_bn(10, (28, 28, 1), use_bn=use_bn), SCRATCH_SGD, data,
                                members, **ctx["common"])
                for name, use_bn in (("LeNet-BN", True), ("LeNet", False))}
     panels, usable = [], {}
@@ -119,7 +119,7 @@ def _ex2_learning_rates(ctx, lrs, out):
 def _ex1_bias(ctx, full, j):
     run, data, e, lr = ctx["run"], ctx["data"], ctx["e"], ctx["lr"]
     stripped_model = without_biases(scratch_lenet_bn(10, (28, 28, 1)), ("conv0", "conv1", "dense0", "dense1"))
-    stripped = run.sweep("8.5 LeNet-BN without biases before BN", stripped_model, None, data,
+    stripped = run.sweep("8.5 LeNet-BN without biases before BN", stripped_model, SCRATCH_SGD, data,
                          grid([ctx["seed"]], lr=[lr]), **ctx["common"])
     full_params = jax.tree_util.tree_map(lambda a: a[j], full.state.params)
     bias = max(float(jnp.abs(full_params[n]["bias"]).max()) for n in ("conv0", "conv1", "dense0", "dense1"))
@@ -141,7 +141,7 @@ def _ex1_bias(ctx, full, j):
 
 def _variant(ctx, name, model):
     """One LeNet variant at LeNet-BN's best lr over the variant seeds: (test accuracy per epoch × seed)."""
-    res = ctx["run"].sweep(f"8.5 {name}", model, None, ctx["data"], grid(ctx["seeds"], lr=[ctx["lr"]]),
+    res = ctx["run"].sweep(f"8.5 {name}", model, SCRATCH_SGD, ctx["data"], grid(ctx["seeds"], lr=[ctx["lr"]]),
                            **ctx["common"])
     return res
 
@@ -290,9 +290,9 @@ def _ex6_dropout(ctx, out):
     n_in, hidden = data[0].shape[1], tiny(run, MLP["hidden"], (16, 16))
     epochs, seeds = tiny(run, MLP["epochs"], 1), seeds_of(run.args)[:tiny(run, run.args.seeds, 1)]
     common = dict(epochs=epochs, batch_size=min(MLP["batch_size"], len(data[0])), progress_every=epochs)
-    drop = run.sweep("8.5 MLP he dropout or not", scratch_mlp(n_in, hidden, 10, weight_init=MLP["init"]), None, data,
+    drop = run.sweep("8.5 MLP he dropout or not", scratch_mlp(n_in, hidden, 10, weight_init=MLP["init"]), SCRATCH_SGD, data,
                      grid(seeds, rates=[(0.2, 0.5), (0.0, 0.0)], lr=MLP["lr"]), **common)
-    bn = run.sweep("8.5 MLP he BN", _mlp_bn(n_in, hidden), None, data, grid(seeds, lr=MLP["lr"]), **common)
+    bn = run.sweep("8.5 MLP he BN", _mlp_bn(n_in, hidden), SCRATCH_SGD, data, grid(seeds, lr=MLP["lr"]), **common)
     k = len(seeds)
     cols = {"dropout (0.2, 0.5)": (drop, slice(0, k)), "BN, no dropout": (bn, slice(0, k)),
             "neither": (drop, slice(k, 2 * k))}

@@ -26,6 +26,9 @@ from regjax.models.adapters import lenet_bn_model, mlp_model
 from regjax.optim import sgd
 from regjax.parallel import data_mesh, member_mesh
 from regjax.runner import prepare_images
+from regjax.optim import scratch_sgd  # noqa: E402
+
+SGD = scratch_sgd(0.1)  # the from-scratch SGD step; each test's learning rate comes in hparams
 
 assert jax.device_count() == 8
 out = {"threefry_partitionable": bool(jax.config.jax_threefry_partitionable)}
@@ -43,10 +46,10 @@ ds = load_digits()
 images = prepare_images(ds, flatten=False, train_size=512, image_size=(28, 28))
 flat = prepare_images(ds, flatten=True)
 cases = {
-    "mlp scratch": (mlp_model("scratch", 64, (64, 64), 10, (0.2, 0.5), "normal"), None, {"lr": 0.5}, flat),
+    "mlp scratch": (mlp_model("scratch", 64, (64, 64), 10, (0.2, 0.5), "normal"), SGD, {"lr": 0.5}, flat),
     "mlp flax": (mlp_model("flax", 64, (64, 64), 10, (0.2, 0.5), "normal"), sgd(0.5), {}, flat),
     "mlp nnx": (mlp_model("nnx", 64, (64, 64), 10, (0.2, 0.5), "normal"), sgd(0.5), {}, flat),
-    "lenet-bn scratch": (lenet_bn_model("scratch", 10, (28, 28, 1)), None, {"lr": 1.0}, images),
+    "lenet-bn scratch": (lenet_bn_model("scratch", 10, (28, 28, 1)), SGD, {"lr": 1.0}, images),
     "lenet-bn flax": (lenet_bn_model("flax", 10, (28, 28, 1)), sgd(1.0), {}, images),
 }
 for name, (model, opt, hp, data) in cases.items():
@@ -54,8 +57,8 @@ for name, (model, opt, hp, data) in cases.items():
             for mesh in (None, data_mesh(8))]
     (s1, h1), (s8, h8) = runs
     out[name] = {"params": max_diff(s1.params, s8.params), "model_state": max_diff(s1.model_state, s8.model_state)
-                 if s1.model_state else 0.0, "test_loss": [h1.test_loss, h8.test_loss],
-                 "test_accuracy": [h1.test_accuracy, h8.test_accuracy],
+                 if s1.model_state else 0.0, "test_loss": [h1.test_loss[0], h8.test_loss[0]],
+                 "test_accuracy": [h1.test_accuracy[0], h8.test_accuracy[0]],
                  "sharding": str(s8.params["dense0" if "mlp" in name else "conv0"]["kernel"].sharding.spec)}
 
 # dropout masks do not depend on how the activations are sharded
@@ -87,8 +90,8 @@ xs = jax.random.normal(jax.random.key(5), (120, 20))
 ys = xs @ jnp.linspace(-1.0, 1.0, 20) + 0.1
 lin = (xs[:100], ys[:100], xs[100:], ys[100:])
 members = grid(seeds=[0, 1], lam=[0.0, 0.01, 0.1, 1.0], lr=0.01)
-plain = sweep(scratch_linreg(20), None, lin, members, epochs=3, batch_size=10, loss="squared")
-split = sweep(scratch_linreg(20), None, lin, members, epochs=3, batch_size=10, loss="squared",
+plain = sweep(scratch_linreg(20), SGD, lin, members, epochs=3, batch_size=10, loss="squared")
+split = sweep(scratch_linreg(20), SGD, lin, members, epochs=3, batch_size=10, loss="squared",
               member_mesh=member_mesh(8))
 out["sweep_member_sharded"] = {"params": max_diff(plain.state.params, split.state.params),
                                "devices": len(split.state.params["dense0"]["kernel"].sharding.device_set),
@@ -97,7 +100,7 @@ out["sweep_member_sharded"] = {"params": max_diff(plain.state.params, split.stat
 
 # a batch the device count does not divide is refused, not silently dropped
 try:
-    fit(cases["mlp scratch"][0], None, flat, epochs=1, batch_size=60, key=jax.random.key(0), hparams={"lr": 0.1},
+    fit(cases["mlp scratch"][0], SGD, flat, epochs=1, batch_size=60, key=jax.random.key(0), hparams={"lr": 0.1},
         data_mesh=mesh)
     out["indivisible"] = "accepted"
 except ValueError as err:
