@@ -5,11 +5,11 @@ is it really optimal?", §3.6.2 k-fold, §5.7 the house prices).
 Every (fold, configuration, seed) is one member of ONE ``regjax.engine.sweep`` program; each fold's members train
 on that fold's training part and are validated on its held-out part with their own parameters (as d2l's
 ``k_fold`` does; the mix-up in d2l is elsewhere: its JAX edition's *ensemble prediction* of §5.7 applies the last
-fold's ``trainer.state.params`` for every fold's model -- ``regjax.house`` uses each fold's own). Members of one
-seed share their initial parameters across folds and configurations (common random numbers: the curve's
-differences are not seed noise). ``cross_validate`` takes per-fold data already stacked (for fitted
-preprocessing per fold, ``regjax.house``) and any grid of hyperparameters; ``select_lambda`` is its one-axis case
-on data that ``fold_data`` splits.
+fold's ``trainer.state.params`` for every fold's model -- the house-price study in experiments/kaggle_house/ uses
+each fold's own). Members of one seed share their initial parameters across folds and configurations (common
+random numbers: the curve's differences are not seed noise). ``cross_validate`` takes per-fold data already stacked
+(for preprocessing fitted per fold, as experiments/kaggle_house/study.py does) and any grid of hyperparameters;
+``select_lambda`` is its one-axis case on data that ``fold_data`` splits.
 
 Folds are of equal size (one compiled program needs equal shapes): ``regjax.data.kfold.equal_folds`` cuts a
 key-driven permutation of the n examples into k folds of ``n // k``; the ``n mod k`` examples left over (fewer
@@ -33,8 +33,7 @@ import numpy as np
 from regjax._checks import as_count, check_nonnegative
 from regjax.base import ArrayLike, Model, PRNGKey
 from regjax.data.kfold import equal_folds, fold_data
-from regjax.engine import Members, SweepResult, grid, sweep
-from regjax.engine.spec import resolve_loss
+from regjax.engine import Members, SweepResult, grid, resolve_loss, sweep
 
 __all__ = ["equal_folds", "fold_data", "kfold_members", "select_lambda", "Selection", "cross_validate",
            "CrossValidation", "curve", "one_se_index", "ridge_closed_form"]

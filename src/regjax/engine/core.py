@@ -64,10 +64,10 @@ def init_state(model: Model, optimizer: optax.GradientTransformation, key: PRNGK
     optimizer's state, step 0, and ``fold_in(model_key, 1)`` as the dropout base key.
 
     ``key`` may also hold one run key per member (shape ``(N,)``): then the N states come stacked along a
-    leading member axis, each the state its own key starts from (``sweep``'s members; see ``stacked_init``).
+    leading member axis, each the state its own key starts from (``sweep``'s members; see ``_stacked_init``).
     """
     if jnp.ndim(key):
-        return stacked_init(model, optimizer)(key)
+        return _stacked_init(model, optimizer)(key)
     model_key = run_keys(key).model
     params, model_state = model.init(jax.random.fold_in(model_key, 0))
     return TrainState(params, optimizer.init(params), model_state, jnp.zeros((), jnp.int32),
@@ -211,7 +211,7 @@ _INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
 @functools.lru_cache(maxsize=64)
-def stacked_init(model: Model, optimizer: optax.GradientTransformation) -> Callable:
+def _stacked_init(model: Model, optimizer: optax.GradientTransformation) -> Callable:
     """``init_state`` vmapped over a leading axis of run keys and jitted (compiled unoptimized: it runs once).
 
     It agrees with one ``init_state`` per key exactly for uniform initializers (Xavier, LeNet's) and to the last

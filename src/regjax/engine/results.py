@@ -68,7 +68,7 @@ class SweepResult:
 
     def to_dict(self, *, per_epoch: bool = False, params: bool = False) -> dict:
         """Summary and member table, JSON-able. Without ``per_epoch`` the rows hold final metrics only (the
-        per-epoch metrics are in the ``SweepHistory``, which the runner writes into results.json anyway)."""
+        per-epoch metrics are in the ``History``, which the runner writes into results.json anyway)."""
         rows = self.table(params=params)
         if not per_epoch:
             for row in rows:

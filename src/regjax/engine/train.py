@@ -57,7 +57,9 @@ def fit(model: Model, optimizer: optax.GradientTransformation, data: Data, *, ep
         on_start: Optional[Callable[[], None]] = None, state: Optional[TrainState] = None, start_epoch: int = 0,
         history: Optional[History] = None, data_mesh: Optional[Mesh] = None, shuffle: bool = True
         ) -> Tuple[TrainState, History]:
-    """Train until ``epochs`` epochs are done, evaluating after each; returns ``(state, History)``.
+    """Train until ``epochs`` epochs are done, evaluating after each; returns ``(state, History)``. Each epoch is
+    ``regjax.engine.core``'s: the step (loss + ``lam * l2_penalty``, its gradient, the optimizer's update) scanned
+    over the shuffled batches.
 
     Args:
       model: a ``Model`` (``regjax.models``: scratch, linen or NNX).

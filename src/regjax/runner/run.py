@@ -247,7 +247,8 @@ class Run(Lifecycle):
     def fit(self, name: str, model: Model, optimizer: Any, data: Data, *, epochs: int, key: Any = None,
             progress_every: Optional[int] = None, **kwargs: Any) -> Any:
         """``regjax.engine.fit`` as the variant ``name``: this run's seed and ``--batch-size``, progress, a
-        checkpoint after every epoch, ``--resume``, ``--devices`` (each batch split over them)."""
+        checkpoint after every epoch, ``--resume``, ``--devices`` (each batch split over them). What it trains is
+        the step and the epoch of ``regjax.engine.core``, one file read top to bottom."""
         import jax
 
         from regjax.engine import History, fit, init_state
