@@ -26,7 +26,7 @@ METHOD = (
     "wrt=nnx.Param), an nnx.jit step per host NumPy batch, dropout keys from the nnx.Rngs stream the dropout "
     "layers keep. (a) regjax scan "
     "engine: make_epoch(make_step(mlp_model("
-    "'scratch', ...), None), 256) -- shuffle, batch and lax.scan on the device, state donated. (b) "
+    "'scratch', ...), scratch_sgd(0.5)), 256) -- shuffle, batch and lax.scan on the device, state donated. (b) "
     "jit(make_step(...)) called per batch from a Python loop over host NumPy batches (host permutation + "
     "slicing; the 96-example last batch compiles a second shape), no host sync per step. (c) PyTorch eager, "
     "d2l style (benchmarks/torch_mlp.py): DataLoader(TensorDataset, batch 256, shuffle=True, num_workers=0), "
