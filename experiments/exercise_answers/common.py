@@ -1,9 +1,10 @@
 """What the sections' answers share: the answer record, seeds and their statistics, tiny sizes for tests."""
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
@@ -95,19 +96,74 @@ def loss_against(members, res, key: str, x, path, *, xlabel: str, xscale: str, t
     return train_m, train_s, test_m, test_s, int(np.nanargmin(test_m)), plot
 
 
-def sample_std(values, axis: Optional[int] = None) -> Any:
+def sample_std(values, axis: Optional[int] = None, *, single: Optional[float] = 0.0) -> Any:
     """The sample std (ddof 1, as ``group_stats``: the convention of every ± here) over seeds or draws -- over
-    all values, or along ``axis`` -- and 0 where there is only one."""
+    all values, or along ``axis`` -- and ``single`` where there is only one: 0 by default (no spread seen),
+    ``math.nan`` where a spread is undefined, or None for nothing at all (no band in a plot)."""
     v = np.asarray(values, float)
     n = v.size if axis is None else v.shape[axis]
-    sd = v.std(axis=axis, ddof=1) if n > 1 else np.zeros_like(v.mean(axis=axis))
+    if n > 1:
+        sd = v.std(axis=axis, ddof=1)
+    elif single is None:
+        return None
+    else:
+        sd = np.full_like(v.mean(axis=axis), single)
     return float(sd) if np.ndim(sd) == 0 else sd
 
 
-def mean_std(values) -> str:
-    """``mean ± std`` (``sample_std``) in 4 decimals."""
+class SeedStats(NamedTuple):
+    """Per-member values summarised over seeds: the mean and sample std of the finite ones, and how many members
+    diverged (a non-finite value: left out). Prints as ``0.9120 ± 0.0040`` (`` (1 diverged)`` added if any)."""
+    mean: float
+    std: float
+    diverged: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.mean:.4f} ± {self.std:.4f}" + (f" ({self.diverged} diverged)" if self.diverged else "")
+
+
+def seed_stats(values) -> SeedStats:
+    """Mean ± sample std (``sample_std``: 0 for one seed) over seeds of per-member values, the diverged (NaN or
+    infinite) members left out and counted; mean and std are NaN when every member diverged."""
     v = np.asarray(values, float)
-    return f"{v.mean():.4f} ± {sample_std(v):.4f}"
+    ok = v[np.isfinite(v)]
+    if not ok.size:
+        return SeedStats(math.nan, math.nan, int(v.size))
+    return SeedStats(float(ok.mean()), sample_std(ok), int(v.size - ok.size))
+
+
+def mean_std(values) -> str:
+    """``mean ± std`` (``sample_std``) in 4 decimals over every value (a NaN shows; ``seed_stats`` leaves the
+    diverged members out)."""
+    v = np.asarray(values, float)
+    return str(SeedStats(float(v.mean()), sample_std(v)))
+
+
+def paired(a, b=None, *, single_std: float = math.nan, diverged_beyond: bool = False) -> dict:
+    """The difference ``a - b`` paired by seed (or by fold): ``a`` and ``b`` hold one value per seed, the same
+    seeds in the same order (``b`` omitted: ``a`` already holds the per-seed differences, or any per-seed
+    contrast). Configurations that share their seeds (initialization, data order) share that noise, and the
+    per-seed difference cancels it. Returns the differences' ``mean``, sample ``std``, the standard error of the
+    mean ``se`` = std/√n, ``n``, and the verdict ``beyond``: |mean| > 2 standard errors.
+
+    Each caller's convention is explicit: ``single_std`` is the std of a single difference (NaN by default: one
+    seed cannot tell the difference from noise, so it is never beyond; §5.2 uses 0, so any nonzero difference
+    counts); a non-finite difference (a diverged member) makes mean, std and se non-finite, and
+    ``diverged_beyond`` is then the verdict (False by default; §5.2 counts a diverged setting as beyond)."""
+    d = np.asarray(a, float) - (0.0 if b is None else np.asarray(b, float))
+    n = int(d.size)
+    if not n or not np.isfinite(d).all():
+        return {"mean": float(d.mean()) if n else math.nan, "std": math.nan, "se": math.nan, "n": n,
+                "beyond": diverged_beyond}
+    sd = sample_std(d, single=single_std)
+    se = sd / math.sqrt(n)
+    return {"mean": float(d.mean()), "std": sd, "se": se, "n": n, "beyond": bool(abs(d.mean()) > 2 * se)}
+
+
+def signed(p: dict, spread: str = "se") -> str:
+    """A paired difference (``paired``) as ``+0.0120 ± 0.0060``: its mean and its standard error (``spread='std'``:
+    the std of the per-seed differences instead), 4 decimals."""
+    return f"{p['mean']:+.4f} ± {p[spread]:.4f}"
 
 
 def trend(values) -> str:

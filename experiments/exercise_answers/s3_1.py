@@ -15,7 +15,7 @@ from regjax.losses import poisson_nll_loss
 from regjax.models.adapters import scratch_linreg
 from regjax.plots import plot_panels
 
-from .common import SCRATCH_SGD, answer, figure, in_book_order, mean_std, seeds_of, table, timed, tiny
+from .common import SCRATCH_SGD, answer, figure, in_book_order, mean_std, sample_std, seeds_of, table, timed, tiny
 from .s3_3 import LINREG, TRUE_B, TRUE_W, record, wb
 
 SECTION, TITLE = "3.1", "Linear regression"
@@ -180,7 +180,7 @@ def ex5_laplace(run, seeds):
     for label, v in traj.items():
         groups.setdefault(label.rsplit(" seed", 1)[0], []).append(v)
     ep = np.arange(1, epochs + 1)
-    curves = {g: (ep, np.mean(v, 0), np.std(v, 0, ddof=1) if len(v) > 1 else None) for g, v in groups.items()}
+    curves = {g: (ep, np.mean(v, 0), sample_std(v, 0, single=None)) for g, v in groups.items()}
     plot = plot_panels([{"series": curves, "xlabel": "epoch", "ylabel": "‖(ŵ, b̂) − LAD optimum‖", "yscale": "log",
                          "title": f"L1 loss, batch 10, {len(seeds)} seeds"}],
                        run.out / "ex_3_1_5_laplace.png", "§3.1 ex. 5: Laplace noise, L1 loss")

@@ -13,7 +13,7 @@ from regjax.engine import grid, init_state
 from regjax.losses import squared_loss
 from regjax.plots import plot_panels
 
-from .common import SCRATCH_SGD, answer, in_book_order, seeds_of, table, tiny
+from .common import SCRATCH_SGD, answer, in_book_order, sample_std, seeds_of, table, tiny
 from .s3_3 import LINREG, NOISE, TRUE_B, TRUE_W, linear_data, pm, record, wb
 
 SECTION, TITLE = "3.5", "Concise implementation of linear regression"
@@ -30,11 +30,6 @@ def book_huber(y_hat, y):
     """§3.5 ex. 2's Huber loss with σ = SIGMA: |r| − σ/2 if |r| > σ, else r² / (2σ)."""
     r = jnp.abs(y_hat[:, 0] - y.reshape(-1))
     return jnp.where(r > SIGMA, r - SIGMA / 2, r ** 2 / (2 * SIGMA))
-
-
-def _sd(values: np.ndarray):
-    """The std over seeds along axis 1 (ddof 1), or None (no band) with one seed."""
-    return values.std(1, ddof=1) if values.shape[1] > 1 else None
 
 
 def _theta(state) -> np.ndarray:
@@ -145,7 +140,7 @@ def ex4_lr_epochs(run, seeds, data, epochs):
     curves = {}
     for lr in lrs:
         pick = np.array([np.isclose(c["lr"], lr) for c in members.configs])
-        curves[f"lr {lr}"] = (ep, err[:, pick].mean(1), _sd(err[:, pick]))
+        curves[f"lr {lr}"] = (ep, err[:, pick].mean(1), sample_std(err[:, pick], 1, single=None))
     curves["least squares (the data's limit)"] = (ep, np.full(epochs, ls_err))
     plot = plot_panels([{"series": curves, "xlabel": "epoch", "ylabel": "‖(ŵ, b̂) − (w, b)‖", "yscale": "log",
                          "title": f"batch 10, n = {len(data[0])}, {len(seeds)} seeds"}],
@@ -184,8 +179,8 @@ def ex5_amount(run, seeds):
     gap = float(np.max(np.abs(werr - ls) / ls))
     slope_w = float(np.polyfit(np.log(sizes), np.log(werr.mean(1)), 1)[0])
     slope_b = float(np.polyfit(np.log(sizes), np.log(berr.mean(1)), 1)[0])
-    plot = plot_panels([{"series": {"‖ŵ − w‖": (sizes, werr.mean(1), _sd(werr)),
-                                    "|b̂ − b|": (sizes, berr.mean(1), _sd(berr)),
+    plot = plot_panels([{"series": {"‖ŵ − w‖": (sizes, werr.mean(1), sample_std(werr, 1, single=None)),
+                                    "|b̂ − b|": (sizes, berr.mean(1), sample_std(berr, 1, single=None)),
                                     "‖ŵ − w‖ closed form": (sizes, ls.mean(1)),
                                     "σ/√n": (sizes, NOISE / np.sqrt(sizes))},
                          "xlabel": "number of examples n", "ylabel": "estimation error", "xscale": "log",

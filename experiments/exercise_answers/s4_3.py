@@ -8,7 +8,7 @@ import numpy as np
 from regjax.losses import softmax_cross_entropy
 from regjax.models.adapters import scratch_softmax_regression
 
-from .common import SCRATCH_SGD, answer, in_book_order, table, tiny
+from .common import SCRATCH_SGD, answer, in_book_order, sample_std, table, tiny
 
 SECTION, TITLE = "4.3", "The base classification model"
 BATCHES = [32, 50, 64, 100, 128, 256, 400]
@@ -48,7 +48,7 @@ def section(run):
         recovered = exact_from_quick(l_q, l_last, n, b)
         over = np.array([quick_and_dirty(s, b)[0] for s in shuffled])
         rows.append((b, k, n - (k - 1) * b, l_v, l_q, recovered, abs(recovered - l_v), float(over.mean()),
-                     float(over.std(ddof=1)), float(over.mean() - l_v), float(over.std(ddof=1) / np.sqrt(perms))))
+                     sample_std(over), float(over.mean() - l_v), float(sample_std(over) / np.sqrt(perms))))
     where = f"{n} {ds.name} test images, softmax regression after {epochs} epochs"
     tab1 = table(["b", "K batches", "b_last", "L_v", "L_v^q (this order)", "L_v from formula", "formula error"],
                  [r[:7] for r in rows])

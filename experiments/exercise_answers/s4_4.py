@@ -14,7 +14,7 @@ from regjax.losses import naive_softmax_cross_entropy, softmax_cross_entropy
 from regjax.models.adapters import scratch_softmax_regression
 from regjax.plots import plot_panels
 
-from .common import SCRATCH_SGD, answer, figure, in_book_order, loss_against, seeds_of, table, timed, tiny
+from .common import SCRATCH_SGD, answer, figure, in_book_order, loss_against, seed_stats, seeds_of, table, timed, tiny
 from .s4_2 import image_grid
 
 SECTION, TITLE = "4.4", "Softmax regression from scratch"
@@ -127,7 +127,7 @@ def section(run):
         for label, ep, dest in (("", epochs_b, rows_b), (" same steps", max(1, round(steps_fixed / k)), rows_s)):
             r = run.sweep(f"4.4 batch {b}{label}", model, SCRATCH_SGD, data, grid(seeds, lr=D2L_LR), epochs=ep,
                           batch_size=b, progress_every=ep, checkpoint_interval_s=60.0)
-            dest.append((b, ep * k, *_mean_sd(r.final("train_loss")), *_mean_sd(r.final("test_loss")),
+            dest.append((b, ep * k, *seed_stats(r.final("train_loss"))[:2], *seed_stats(r.final("test_loss"))[:2],
                          float(np.nanmean(r.final("test_accuracy")))))
     rb, rs = np.array([r[1:] for r in rows_b], float), np.array([r[1:] for r in rows_s], float)
     train_label = "train (mean over the last epoch's steps)"
@@ -174,13 +174,6 @@ def section(run):
                           f"softmax regression lr {D2L_LR} after {epochs5} epochs ({int((pred != data[3]).sum())} of "
                           f"{len(pred)} wrong)", plot_f, wrong=int((pred != data[3]).sum())))
     return in_book_order(out)
-
-
-def _mean_sd(values) -> tuple:
-    """Mean and sample std (ddof 1) over seeds, ignoring diverged (nan) members."""
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    return (float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0) if v.size else (float("nan"),) * 2
 
 
 def _batch_effect(rows) -> str:

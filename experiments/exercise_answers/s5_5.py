@@ -14,7 +14,7 @@ from regjax.engine import grid
 from regjax.models.adapters import scratch_mlp
 from regjax.plots import plot_panels
 
-from .common import SCRATCH_SGD, answer, in_book_order, seeds_of, table, tiny
+from .common import SCRATCH_SGD, answer, in_book_order, sample_std, seeds_of, table, tiny
 
 SECTION, TITLE = "5.5", "Generalization in deep learning"
 NOISES = [0.0, 0.2, 0.4]
@@ -99,7 +99,7 @@ def section(run):
             saved = np.array([E - s for s, _ in stops])
             summary[(f, p)] = {"stop": float(np.mean([s for s, _ in stops])), "kept_test": float(np.mean(kept)),
                                "end_test": float(np.mean(end)), "gain": float(np.mean(kept - end)),
-                               "gain_std": float(np.std(kept - end, ddof=1)) if len(cols) > 1 else 0.0,
+                               "gain_std": sample_std(kept - end),
                                "saved": float(np.mean(saved))}
             s = summary[(f, p)]
             rows.append([f"{f:.0%}", p, f"{s['stop']:.1f}", f"{s['kept_test']:.4f}", f"{s['end_test']:.4f}",

@@ -26,7 +26,7 @@ from regjax.models.scratch import init_mlp
 from regjax.noise import dropconnect, gaussian_dropout
 from regjax.plots import plot_heatmap, plot_panels
 
-from .common import SCRATCH_SGD, answer, in_book_order, pair, table, tiny
+from .common import SCRATCH_SGD, answer, in_book_order, pair, paired, sample_std, signed, table, tiny
 from .probes import mlp_hidden
 
 SECTION, TITLE = "5.6", "Dropout"
@@ -67,33 +67,36 @@ def _cells(configs, values, by) -> dict:
             for s in group_stats(configs, values, by) for k in [key(s)]}
 
 
-def _combo(terms) -> tuple:
+def _combo(terms) -> dict:
     """A linear combination ``sum w * cell`` computed per seed over the seeds every cell has (all cells share
-    their seeds: the same initialization and data order), as ``(mean, standard error, seeds)`` of the per-seed
-    values: the paired comparison, whose shared seed noise cancels."""
+    their seeds: the same initialization and data order), as ``common.paired`` of the per-seed values (mean,
+    standard error, seeds, beyond 2 standard errors?): the paired comparison, whose shared seed noise cancels."""
     maps = [(w, dict(c.per_seed)) for w, c in terms]
     common = sorted(set.intersection(*(set(m) for _, m in maps)))
-    d = np.array([sum(w * m[s] for w, m in maps) for s in common])
-    if not d.size:
-        return math.nan, math.nan, 0
-    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.nan, int(d.size)
+    return paired([sum(w * m[s] for w, m in maps) for s in common])
 
 
-def _paired(a: Cell, b: Cell) -> tuple:
-    """``a - b`` per seed: ``(mean, standard error, seeds)``."""
+def _difference(a: Cell, b: Cell) -> dict:
+    """``a - b`` paired by seed (``_combo``)."""
     return _combo([(1.0, a), (-1.0, b)])
 
 
-def _judge(diff: float, se: float) -> str:
-    """``diff ± se`` and whether it is beyond 2 standard errors."""
-    if not abs(diff) > 2 * se:
-        return f"{diff:+.4f} ± {se:.4f}, within 2 standard errors: not distinguishable from noise"
-    return f"{diff:+.4f} ± {se:.4f}, {abs(diff) / se:.1f} standard errors: a real difference"
+def _ahead(p: dict) -> bool:
+    """A paired difference more than 2 standard errors above 0."""
+    return p["beyond"] and p["mean"] > 0
+
+
+def _judge(p: dict) -> str:
+    """A paired difference as ``mean ± se`` and whether it is beyond 2 standard errors."""
+    if not p["beyond"]:
+        return f"{signed(p)}, within 2 standard errors: not distinguishable from noise"
+    size = f"{abs(p['mean']) / p['se']:.1f} standard errors" if p["se"] > 0 else "every seed the same"
+    return f"{signed(p)}, {size}: a real difference"
 
 
 def _versus(a: Cell, b: Cell) -> str:
     """The difference a - b, paired by seed, with its standard error, and whether it is within 2 of them."""
-    return _judge(*_paired(a, b)[:2])
+    return _judge(_difference(a, b))
 
 
 def _r(rates) -> str:
@@ -180,7 +183,7 @@ def _ex1_rates(ctx, model):
     res = run.sweep("5.6 rates", model, SCRATCH_SGD, ctx["data"], members, **ctx["common"])
     acc = _cells(members.configs, _plateau(res.history), ["rates"])
     best = max(acc, key=lambda k: acc[k].mean)
-    tied = [k for k in acc if k == best or not _paired(acc[best], acc[k])[0] > 2 * _paired(acc[best], acc[k])[1]]
+    tied = [k for k in acc if k == best or not _ahead(_difference(acc[best], acc[k]))]
     plot = plot_heatmap(np.array([[acc[(a, b)].mean for b in rates] for a in rates]), rates, rates,
                         run.out / "ex_5_6_1_rates.png", xlabel="drop rate after hidden layer 2",
                         ylabel="drop rate after hidden layer 1", fmt="{:.4f}",
@@ -188,27 +191,28 @@ def _ex1_rates(ctx, model):
     d2l, switched = acc[D2L_RATES], acc[D2L_RATES[::-1]]
     hi, n = rates[-1], len(rates)
     marg = lambda layer, r: float(np.mean([acc[(r, b) if layer == 0 else (b, r)].mean for b in rates]))
-    gap, gap_se, _ = _combo([(1 / n, acc[(b, hi)]) for b in rates] + [(-1 / n, acc[(hi, b)]) for b in rates])
-    layers = (f"heavy dropout hurts more after hidden layer {1 if gap > 0 else 2} ({abs(gap):.4f} ± {gap_se:.4f}, "
-              "paired)" if abs(gap) > 2 * gap_se else f"the two layers' marginals differ by {gap:+.4f} ± "
-              f"{gap_se:.4f} (paired), within noise")
-    diff, se, _ = _paired(d2l, switched)
-    switch = ("switching D2L's rates changes nothing measurable" if not abs(diff) > 2 * se else
+    gap = _combo([(1 / n, acc[(b, hi)]) for b in rates] + [(-1 / n, acc[(hi, b)]) for b in rates])
+    layers = (f"heavy dropout hurts more after hidden layer {1 if gap['mean'] > 0 else 2} ({abs(gap['mean']):.4f} ± "
+              f"{gap['se']:.4f}, paired)" if gap["beyond"] else
+              f"the two layers' marginals differ by {signed(gap)} (paired), within noise")
+    ds = _difference(d2l, switched)
+    switch = ("switching D2L's rates changes nothing measurable" if not ds["beyond"] else
               f"the order of the rates matters: {_r(D2L_RATES[::-1])} is "
-              f"{'better' if diff < 0 else 'worse'} than {_r(D2L_RATES)} by {abs(diff):.4f}")
+              f"{'better' if ds['mean'] < 0 else 'worse'} than {_r(D2L_RATES)} by {abs(ds['mean']):.4f}")
     text = (f"On {ctx['where']}, {len(many)} seeds per cell, the same {len(many)} (initialization and data order) "
             f"in every cell (test accuracy: per seed the median of the last "
             f"{min(PLATEAU, ctx['common']['epochs'])} of {ctx['common']['epochs']} epochs, as single epochs spike at "
             f"lr {run.args.mlp_lr:g}; cells: mean ± standard error over seeds; differences: mean ± standard error "
             f"of the per-seed difference): D2L's {_r(D2L_RATES)} {d2l}, switched {_r(D2L_RATES[::-1])} {switched}; "
-            f"D2L minus switched {_versus(d2l, switched)}. Over the {n}x{n} grid the best cell is {_r(best)} "
+            f"D2L minus switched {_judge(ds)}. Over the {n}x{n} grid the best cell is {_r(best)} "
             f"({acc[best]}) and {len(tied)} of {len(acc)} cells are within 2 paired standard errors of it. Averaged "
             f"over the other layer's rate, rate {hi:g} in layer 1 gives {marg(0, hi):.4f} and in layer 2 "
             f"{marg(1, hi):.4f} (rate 0: {marg(0, 0.0):.4f} / {marg(1, 0.0):.4f}): {layers}. Takeaway: {switch} "
             "on this data.")
     per_rates = [{"rates": list(k), "mean": c.mean, "std": c.std, "n": c.n} for k, c in acc.items()]
     return [answer("§5.6.1", "What happens if you change the dropout probabilities of the two layers, in particular "
-                   "if you switch them?", text, plot, per_rates=per_rates, d2l_minus_switched=[diff, se])], acc
+                   "if you switch them?", text, plot, per_rates=per_rates,
+                   d2l_minus_switched=[ds["mean"], ds["se"]])], acc
 
 
 def _layer_stats(params, x, rates, key) -> dict:
@@ -254,24 +258,24 @@ def _ex2_3_long(ctx, model, long_epochs, epochs):
     peak = lambda cols: (float(np.nanmax(mean(test_acc, cols))), int(np.nanargmax(mean(test_acc, cols)) + 1))
     low = lambda cols: (float(np.nanmin(mean(test_loss, cols))), int(np.nanargmin(mean(test_loss, cols)) + 1))
     d, n = D2L_RATES, NONE
-    final, final_se, _ = _paired(fin[d], fin[n])
-    extra, extra_se, _ = _combo([(1.0, fin[d]), (-1.0, at[d]), (-1.0, fin[n]), (1.0, at[n])])
+    final = _difference(fin[d], fin[n])
+    extra = _combo([(1.0, fin[d]), (-1.0, at[d]), (-1.0, fin[n]), (1.0, at[n])])
     loss_d, loss_n = robust(test_loss, drop), robust(test_loss, none)
     out = [answer(
         "§5.6.2", "Increase the number of epochs and compare the results with and without dropout.",
         f"On {ctx['where']}, {len(ctx['seeds'])} seeds (the same in both arms), after {long_epochs} epochs: test "
         f"accuracy (per seed the median of the last {min(PLATEAU, long_epochs)} epochs; mean over seeds) {fin[d].mean:.4f} with "
         f"dropout {_r(d)} vs {fin[n].mean:.4f} without; dropout minus none, paired by seed: "
-        f"{_judge(final, final_se)} (peaks of the seed means {peak(drop)[0]:.4f} at epoch {peak(drop)[1]} vs "
+        f"{_judge(final)} (peaks of the seed means {peak(drop)[0]:.4f} at epoch {peak(drop)[1]} vs "
         f"{peak(none)[0]:.4f} at {peak(none)[1]}). At epoch {min(epochs, long_epochs)} (the other exercises' "
         f"budget; median of the {PLATEAU} epochs up to it) they were {at[d].mean:.4f} / {at[n].mean:.4f}: the extra "
         f"epochs change accuracy by {fin[d].mean - at[d].mean:+.4f} / {fin[n].mean - at[n].mean:+.4f}; dropout's "
-        f"gain minus no-dropout's, paired: {_judge(extra, extra_se)}. Without dropout the test loss (seed mean) "
+        f"gain minus no-dropout's, paired: {_judge(extra)}. Without dropout the test loss (seed mean) "
         f"bottoms out at epoch {low(none)[1]} ({low(none)[0]:.3f}) and ends at {loss_n:.3f} while the training loss "
         f"goes to {robust(train_loss, none):.1e}; with dropout it ends at {loss_d:.3f} (minimum "
-        f"{low(drop)[0]:.3f} at epoch {low(drop)[1]}). " + _long_verdict(loss_d, loss_n, final, final_se), plot,
-        final={"dropout": fin[d].mean, "none": fin[n].mean, "paired_difference": [final, final_se],
-               "extra_epochs_gain_difference": [extra, extra_se]})]
+        f"{low(drop)[0]:.3f} at epoch {low(drop)[1]}). " + _long_verdict(loss_d, loss_n, final), plot,
+        final={"dropout": fin[d].mean, "none": fin[n].mean, "paired_difference": [final["mean"], final["se"]],
+               "extra_epochs_gain_difference": [extra["mean"], extra["se"]]})]
     if variances:
         out.append(_ex3_variance(ctx, variances, long.history.epochs, drop, none))
     return long, long_members, drop, fin, out
@@ -338,32 +342,32 @@ def _vs_prediction(measured, predicted) -> str:
     return first + second
 
 
-def _long_verdict(loss_drop: float, loss_none: float, acc_gain: float, se: float) -> str:
-    """Ex. 2's conclusion from the final test losses and dropout's paired accuracy gain (with its standard error)."""
+def _long_verdict(loss_drop: float, loss_none: float, gain: dict) -> str:
+    """Ex. 2's conclusion from the final test losses and dropout's paired accuracy gain (``common.paired``)."""
     loss = ("Dropout ends with the lower test loss: it slows the memorisation that makes the unregularised test "
             "loss rise" if loss_drop < loss_none else "Dropout does not end with the lower test loss")
-    noise = not abs(acc_gain) > 2 * se
-    return loss + (f"; the accuracy difference ({acc_gain:+.4f}) is within noise." if noise else
+    acc_gain = gain["mean"]
+    return loss + (f"; the accuracy difference ({acc_gain:+.4f}) is within noise." if not gain["beyond"] else
                    f"; dropout's accuracy is {'higher' if acc_gain > 0 else 'lower'} by {abs(acc_gain):.4f}.")
 
 
 def _two_by_two(base: Cell, drop: Cell, decay: Cell, both: Cell) -> dict:
     """Gains over ``base`` and the interaction (gain of both minus the sum of the two gains), paired by seed."""
-    return {"drop": _paired(drop, base), "decay": _paired(decay, base), "both": _paired(both, base),
+    return {"drop": _difference(drop, base), "decay": _difference(decay, base), "both": _difference(both, base),
             "interaction": _combo([(1.0, both), (-1.0, decay), (-1.0, drop), (1.0, base)])}
 
 
 def _additivity(g: dict, epochs: int) -> str:
     """What a 2x2's gains let us say about additivity."""
-    helps = [name for name in ("drop", "decay") if g[name][0] > 2 * g[name][1]]
-    i, se = g["interaction"][:2]
-    verdict = ("no measurable interaction" if not abs(i) > 2 * se else
-               "diminishing returns: together they gain less than the sum" if i < 0 else
+    helps = [name for name in ("drop", "decay") if _ahead(g[name])]
+    i = g["interaction"]
+    verdict = ("no measurable interaction" if not i["beyond"] else
+               "diminishing returns: together they gain less than the sum" if i["mean"] < 0 else
                "more than additive: together they gain more than the sum")
     if not helps:
-        return (f"interaction {i:+.4f} ± {se:.4f} ({verdict}); but at {epochs} epochs neither regularizer helps on "
+        return (f"interaction {signed(i)} ({verdict}); but at {epochs} epochs neither regularizer helps on "
                 "its own, so additivity can hardly be tested here")
-    return (f"interaction {i:+.4f} ± {se:.4f}: {verdict}; "
+    return (f"interaction {signed(i)}: {verdict}; "
             + " and ".join({"drop": "dropout", "decay": "weight decay"}[h] for h in helps) + " helps on its own")
 
 
@@ -394,19 +398,19 @@ def _ex5_decay(ctx, model, grid_acc, decays, long_acc, long_epochs):
                 [[f"{name}, {ep}", *[str(acc[(r, lam)]) for lam in decays]] for name, r in zip(rows, (NONE, D2L_RATES))]
                 + [[f"{name}, {long_epochs}", *[str(lacc[(r, lam)]) if (r, lam) in lacc else "–" for lam in decays]]
                    for name, r in zip(rows, (NONE, D2L_RATES))])
-    pm = lambda t: f"{t[0]:+.4f} ± {t[1]:.4f}"
     text = (f"On {ctx['where']}, {len(many)} seeds, the same in every cell (test accuracy as in ex. 1; gains over "
             f"neither regularizer are paired by seed, mean ± standard error of the per-seed difference): at {ep} "
             f"epochs neither {base}; dropout {_r(D2L_RATES)} alone {drop} ({_versus(drop, base)}); weight decay "
             f"alone at its best λ = {best_lam:g} {decay} ({_versus(decay, base)}; λ picked on these test numbers, so "
             f"slightly optimistic); both {both} ({_versus(both, base)}); {_additivity(g, ep)}. At ex. 2's "
             f"{long_epochs} epochs ({len(ctx['seeds'])} seeds, same λ): neither {lacc[(NONE, 0.0)].mean:.4f}, gains "
-            f"dropout {pm(lg['drop'])}, weight decay {pm(lg['decay'])}, both {pm(lg['both'])}; "
+            f"dropout {signed(lg['drop'])}, weight decay {signed(lg['decay'])}, both {signed(lg['both'])}; "
             f"{_additivity(lg, long_epochs)}.")
     return answer("§5.6.5", "Compare dropout and weight decay. What happens when both are used? Are the effects "
                   "additive?", text, plot, table=tab,
                   accuracy={f"{list(r)}, lam={lam}": c.mean for (r, lam), c in acc.items()},
-                  gains={k: list(v[:2]) for k, v in g.items()}, long_gains={k: list(v[:2]) for k, v in lg.items()})
+                  gains={k: [v["mean"], v["se"]] for k, v in g.items()},
+                  long_gains={k: [v["mean"], v["se"]] for k, v in lg.items()})
 
 
 def _ex6_7_noises(ctx, grid_acc):
@@ -446,11 +450,11 @@ def _ex6_7_noises(ctx, grid_acc):
                         f"§5.6 ex. 7: Gaussian dropout vs dropout, same variance ({ctx['where']})")
     gd = top["Gaussian dropout"]
     rows = [[f"{p:g}", f"{p / (1 - p):.3g}", str(arms["dropout"][p]), str(arms["Gaussian dropout"][p]),
-             str(arms["DropConnect"][p]), _versus(arms["Gaussian dropout"][p], arms["dropout"][p]).split(",")[0]]
+             str(arms["DropConnect"][p]), signed(_difference(arms["Gaussian dropout"][p], arms["dropout"][p]))]
             for p in ps]
     tab = table(["p", "σ² = p/(1-p)", "dropout", "Gaussian dropout", "DropConnect",
                  "Gaussian − dropout (paired ± SE)"], rows)
-    wins = _paired(gd, dr)[0] > 2 * _paired(gd, dr)[1]
+    wins = _ahead(_difference(gd, dr))
     text7 = (f"Gaussian dropout: each hidden activation is multiplied by 1 + σε, ε ~ N(0, 1), σ² = p/(1-p) -- the "
              f"same mean and variance as inverted dropout's multiplier at rate p, but continuous (no unit is ever "
              f"switched off); eval mode is the identity (regjax.noise.gaussian_dropout). On {ctx['where']}, "
@@ -502,7 +506,7 @@ def _dropout_at_test_time(model, run, data, state, members, i):
                          "title": f"dropout {_r(D2L_RATES)} model"}],
                        run.out / "ex_5_6_4_test_time.png", "§5.6 ex. 4: dropout at test time")
     return {"eval": eval_acc, "single_mean": float(single.mean()),
-            "single_sd": float(single.std(ddof=1)) if single.size > 1 else math.nan,
+            "single_sd": sample_std(single, single=math.nan),
             "single_min": float(single.min()), "single_max": float(single.max()), "mc_mean": accs[-1],
             "samples": counts[-1], "passes": counts, "accuracy": accs, "plot": str(plot)}
 

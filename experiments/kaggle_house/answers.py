@@ -9,12 +9,12 @@ choice's learning rate.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any, Optional
 
 import jax
 import numpy as np
 
+from exercise_answers.common import answer, markdown, paired, signed
 from kaggle_house.study import axes_of, best_line, cross_validate_house, missing_not_at_random
 
 from regjax.plots import plot_heatmap, plot_panels
@@ -96,10 +96,10 @@ def exercise_variants(exercise: str, data: Any, args: argparse.Namespace) -> dic
 def _paired(r: dict, a: str, b: str) -> str:
     """'a − b = Δ ± SE': the difference of two variants' best figures, paired over the same folds."""
     diff = np.asarray(r[a]["per_fold"]) - np.asarray(r[b]["per_fold"])
-    se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
-    verdict = "lower" if diff.mean() + 2 * se < 0 else "higher" if diff.mean() - 2 * se > 0 else "within 2 SE"
-    return (f"{a} − {b} = {diff.mean():+.4f} ± {se:.4f} (paired over folds: {verdict}; lower in "
-            f"{int((diff < 0).sum())} of {len(diff)} folds)")
+    p = paired(diff)
+    verdict = "within 2 SE" if not p["beyond"] else "lower" if p["mean"] < 0 else "higher"
+    return (f"{a} − {b} = {signed(p)} (paired over folds: {verdict}; lower in {int((diff < 0).sum())} of "
+            f"{len(diff)} folds)")
 
 
 def _answer_text(exercise: str, r: dict) -> str:
@@ -134,12 +134,10 @@ def answer_exercises(run: Any, data: Any, args: argparse.Namespace) -> list:
                    "xlabel": "fold", "ylabel": "validation log RMSE", "yscale": "log",
                    "title": "each variant at its best, per fold (paired)"}]
         plot = plot_panels(panels, run.out / f"kaggle_ex_{exercise}.png", f"{args.k}-fold cross-validation")
-        answers.append({"id": f"5.7.{exercise}", "question": QUESTIONS[exercise],
-                        "answer": _answer_text(exercise, results), "plot": str(plot), "data": results})
+        answers.append(answer(f"5.7.{exercise}", QUESTIONS[exercise], _answer_text(exercise, results), plot,
+                              **results))
         run.say(f"  answer: {answers[-1]['answer']}")
-    md = run.out / "exercises.md"
-    md.write_text("\n\n".join(f"**{a['id']}** {a['question']}\n{a['answer']}\n![{a['id']}]({Path(a['plot']).name})"
-                              for a in answers) + "\n")
+    (run.out / "exercises.md").write_text(markdown(answers))
     return answers
 
 
