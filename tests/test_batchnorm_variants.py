@@ -3,9 +3,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from jax.test_util import check_grads
 
 import regjax as rj
+from regjax.models import linen as linen_models
+from regjax.models import nnx as nnx_models
 from regjax.models import scratch
 from regjax.models.adapters import scratch_lenet_bn
 
@@ -126,9 +129,51 @@ def test_lite_modes_by_hand(mode, expected):
     np.testing.assert_allclose(y_eval, scaled * PARAMS["scale"] + PARAMS["bias"], rtol=1e-5, atol=1e-6)
 
 
+BY_HAND = {  # y for X, PARAMS, STATE in training (batch statistics) and evaluation (STATE's)
+    "mean": (X - jnp.array([4.0, 7.0]), X - STATE["mean"]),
+    "variance": (X / jnp.sqrt(jnp.array([5.0, 29.0]) + 1e-5), X / jnp.sqrt(STATE["var"] + 1e-5)),
+}
+NEW_STATE = {"mean": 0.9 * STATE["mean"] + 0.1 * jnp.array([4.0, 7.0]),
+             "var": 0.9 * STATE["var"] + 0.1 * jnp.array([5.0, 29.0])}
+
+
+@pytest.mark.parametrize("mode", sorted(BY_HAND))
+def test_the_linen_lite_layer_by_hand(mode):
+    layer = linen_models.LiteBatchNorm(mode)
+    variables = layer.init(KEY, X)
+    shapes = jax.tree_util.tree_map(jnp.shape, variables)
+    assert shapes == {"params": {"scale": (2,), "bias": (2,)}, "batch_stats": {"mean": (2,), "var": (2,)}}
+    variables = {"params": PARAMS, "batch_stats": STATE}
+    y, updates = layer.apply(variables, X, mutable=["batch_stats"])
+    np.testing.assert_allclose(y, BY_HAND[mode][0] * PARAMS["scale"] + PARAMS["bias"], rtol=1e-5, atol=1e-6)
+    for name in ("mean", "var"):
+        np.testing.assert_allclose(updates["batch_stats"][name], NEW_STATE[name], rtol=1e-6)
+    y_eval = linen_models.LiteBatchNorm(mode, use_running_average=True).apply(variables, X)
+    np.testing.assert_allclose(y_eval, BY_HAND[mode][1] * PARAMS["scale"] + PARAMS["bias"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", sorted(BY_HAND))
+def test_the_nnx_lite_layer_by_hand(mode):
+    layer = nnx_models.LiteBatchNorm(2, mode, rngs=nnx.Rngs(0))
+    assert nnx.to_pure_dict(nnx.state(layer, nnx.Param)).keys() == {"scale", "bias"}
+    layer.scale[...], layer.bias[...] = PARAMS["scale"], PARAMS["bias"]
+    layer.mean[...], layer.var[...] = STATE["mean"], STATE["var"]
+    y_eval = nnx.view(layer, use_running_average=True)(X)  # evaluation first: it must leave the statistics alone
+    np.testing.assert_allclose(y_eval, BY_HAND[mode][1] * PARAMS["scale"] + PARAMS["bias"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(layer.mean[...], STATE["mean"])
+    y = layer(X)  # built for training (use_running_average=False, as nnx.BatchNorm)
+    np.testing.assert_allclose(y, BY_HAND[mode][0] * PARAMS["scale"] + PARAMS["bias"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer.mean[...], NEW_STATE["mean"], rtol=1e-6)
+    np.testing.assert_allclose(layer.var[...], NEW_STATE["var"], rtol=1e-6)
+
+
 def test_bad_mode_is_refused():
     with pytest.raises(ValueError, match="mode"):
         rj.batch_norm(X, PARAMS, STATE, train=True, mode="std")
+    with pytest.raises(ValueError, match="^mode must be one of"):
+        linen_models.LiteBatchNorm("std")
+    with pytest.raises(ValueError, match="^mode must be one of"):
+        nnx_models.LiteBatchNorm(2, "std", rngs=nnx.Rngs(0))
 
 
 @pytest.mark.parametrize("mode", ["mean", "variance"])

@@ -9,16 +9,19 @@ dropout rates are static module attributes, so a Flax ``Model`` declares no hpar
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import inspect
+from typing import Any, Callable, Dict, Sequence
 
 import jax
+import jax.numpy as jnp
 
 from regjax.base import ArrayLike, Model
 from regjax.batchnorm import check_mode
 from regjax.models import from_flax_variables, linen, scratch, to_flax_variables
 
 __all__ = ["scratch_linreg", "scratch_softmax_regression", "scratch_mlp", "scratch_lenet_bn", "linen_model",
-           "nnx_model", "IMPLS", "canonical_impl", "mlp_model", "lenet_bn_model", "softmax_regression_model"]
+           "nnx_model", "IMPLS", "ALIASES", "canonical_impl", "MODELS", "build_model", "mlp_model", "lenet_bn_model",
+           "softmax_regression_model"]
 
 
 def _stateless(init_params, forward) -> Model:
@@ -87,9 +90,10 @@ def nnx_model(build: Callable[[Any], Any]) -> Model:
     module's static graph definition once (from an abstract module: nothing is computed), and ``init(key)``
     returns its ``nnx.Param`` and ``nnx.BatchStat`` states as plain dicts (the scratch layout: ``params`` and
     ``model_state``). ``apply`` rebuilds the module from them with ``nnx.merge``, chooses train or eval mode with
-    ``nnx.view(module, deterministic=not train, use_running_average=not train)`` (only the options the module
-    has), draws dropout masks from ``nnx.Rngs(dropout=key)`` -- the engine's per-step key -- and returns the
-    BatchNorm statistics the call updated as the new ``model_state``. Everything stays a pytree, so ``fit``,
+    ``nnx.view(module, deterministic=not train, use_running_average=not train)`` (only the options some layer's
+    ``set_view`` takes: ``nnx.Dropout``, ``nnx.BatchNorm``, ``regjax.models.nnx.LiteBatchNorm``, ...), draws
+    dropout masks from ``nnx.Rngs(dropout=key)`` -- the engine's per-step key -- and returns the BatchNorm
+    statistics the call updated as the new ``model_state``. Everything stays a pytree, so ``fit``,
     ``sweep`` (vmap), checkpoints, ``--resume`` and ``--devices`` treat NNX models like any other. Dropout rates
     are static ``nnx.Dropout`` attributes: the model declares no hparams.
     """
@@ -100,9 +104,7 @@ def nnx_model(build: Callable[[Any], Any]) -> Model:
     if len(nnx.to_pure_dict(rest)):
         raise ValueError("an NNX model for the engine keeps no state but nnx.Param and nnx.BatchStat (no Rngs "
                          "inside the module: dropout keys come with each call as rngs=)")
-    kinds = {type(node) for _, node in nnx.iter_graph(abstract)}
-    modes = [name for name, kind in (("deterministic", nnx.Dropout), ("use_running_average", nnx.BatchNorm))
-             if any(issubclass(k, kind) for k in kinds)]
+    modes = _view_modes(abstract)
 
     def filled(abstract_state, values):
         state = jax.tree_util.tree_map(lambda leaf: leaf, abstract_state)  # a fresh State to fill
@@ -122,8 +124,19 @@ def nnx_model(build: Callable[[Any], Any]) -> Model:
     return Model(init, apply)
 
 
+def _view_modes(module: Any) -> list:
+    """The train/eval options ``nnx.view`` can set on ``module``: those some layer's ``set_view`` takes."""
+    from flax import nnx
+
+    taken = set()
+    for _, node in nnx.iter_graph(module):
+        if hasattr(node, "set_view"):
+            taken.update(inspect.signature(node.set_view).parameters)
+    return [mode for mode in ("deterministic", "use_running_average") if mode in taken]
+
+
 IMPLS = ("scratch", "linen", "nnx")
-ALIASES = {"flax": "linen"}  # the name --impl had before NNX sat beside linen
+ALIASES = {"flax": "linen"}  # --impl flax: Flax's linen API
 
 
 def canonical_impl(impl: str) -> str:
@@ -140,38 +153,65 @@ def _nnx_modules():
     return nnx_models
 
 
+# One table: model name -> impl -> builder. The three builders of a model take the same keyword options (the
+# public functions below name them and give their defaults) and build the same parameter layout.
+MODELS: Dict[str, Dict[str, Callable[..., Model]]] = {
+    "mlp": {
+        "scratch": scratch_mlp,
+        "linen": lambda *, num_inputs, hidden, num_outputs, rates, weight_init: linen_model(
+            linen.DropoutMLP(tuple(hidden), num_outputs, tuple(rates), weight_init), jnp.zeros((1, num_inputs))),
+        "nnx": lambda *, num_inputs, hidden, num_outputs, rates, weight_init: nnx_model(
+            lambda rngs: _nnx_modules().DropoutMLP(num_inputs, tuple(hidden), num_outputs, tuple(rates), weight_init,
+                                                   rngs=rngs)),
+    },
+    "lenet_bn": {
+        "scratch": scratch_lenet_bn,
+        "linen": lambda *, num_classes, image_shape, weight_init, use_bn, bn_mode: linen_model(
+            linen.LeNetBN(num_classes, weight_init, use_bn, bn_mode), jnp.zeros((1, *image_shape))),
+        "nnx": lambda *, num_classes, image_shape, weight_init, use_bn, bn_mode: nnx_model(
+            lambda rngs: _nnx_modules().LeNetBN(num_classes, tuple(image_shape), weight_init, use_bn, bn_mode,
+                                                rngs=rngs)),
+    },
+    "softmax_regression": {
+        "scratch": scratch_softmax_regression,
+        "linen": lambda *, num_inputs, num_outputs, weight_init: linen_model(
+            linen.SoftmaxRegression(num_outputs, weight_init), jnp.zeros((1, num_inputs))),
+        "nnx": lambda *, num_inputs, num_outputs, weight_init: nnx_model(
+            lambda rngs: _nnx_modules().SoftmaxRegression(num_inputs, num_outputs, weight_init, rngs=rngs)),
+    },
+}
+
+
+def build_model(name: str, impl: str, **options: Any) -> Model:
+    """``MODELS[name][impl](**options)``: the model ``name`` in version ``impl`` (``'scratch'``, ``'linen'`` or
+    ``'nnx'``; ``'flax'`` is ``'linen'``), every version built from the same options."""
+    if name not in MODELS:
+        raise ValueError(f"name must be one of {sorted(MODELS)}, got {name!r}")
+    return MODELS[name][canonical_impl(impl)](**options)
+
+
 def mlp_model(impl: str, num_inputs: int, hidden: Sequence[int] = (256, 256), num_outputs: int = 10,
               rates: Any = (0.2, 0.5), weight_init: Any = "normal") -> Model:
-    """The dropout MLP, ``impl`` ``'scratch'`` (rates sweepable), ``'linen'`` or ``'nnx'``."""
-    impl = canonical_impl(impl)
-    if impl == "scratch":
-        return scratch_mlp(num_inputs, hidden, num_outputs, rates, weight_init)
-    if impl == "nnx":
-        return nnx_model(lambda rngs: _nnx_modules().DropoutMLP(num_inputs, tuple(hidden), num_outputs, tuple(rates),
-                                                               weight_init, rngs=rngs))
-    module = linen.DropoutMLP(tuple(hidden), num_outputs, tuple(rates), weight_init)
-    return linen_model(module, jax.numpy.zeros((1, num_inputs)))
+    """D2L §5.6's dropout MLP ``num_inputs``-``hidden``-``num_outputs``, ``impl`` ``'scratch'`` (rates sweepable),
+    ``'linen'`` or ``'nnx'``. ``rates[i]``: the drop probability after hidden layer ``i``; ``weight_init``: a name
+    in ``regjax.models.INITIALIZERS`` or an initializer."""
+    return build_model("mlp", impl, num_inputs=num_inputs, hidden=hidden, num_outputs=num_outputs, rates=rates,
+                       weight_init=weight_init)
 
 
-def lenet_bn_model(impl: str, num_classes: int = 10, image_shape: Sequence[int] = (28, 28, 1), use_bn: bool = True,
-                   weight_init: Any = "xavier") -> Model:
-    """LeNet(-BN), ``impl`` ``'scratch'``, ``'linen'`` or ``'nnx'``."""
-    impl = canonical_impl(impl)
-    if impl == "scratch":
-        return scratch_lenet_bn(num_classes, image_shape, weight_init, use_bn)
-    if impl == "nnx":
-        return nnx_model(lambda rngs: _nnx_modules().LeNetBN(num_classes, tuple(image_shape), weight_init, use_bn,
-                                                            rngs=rngs))
-    module = linen.LeNetBN(num_classes, weight_init, use_bn)
-    return linen_model(module, jax.numpy.zeros((1, *image_shape)))
+def lenet_bn_model(impl: str, num_classes: int = 10, image_shape: Sequence[int] = (28, 28, 1), use_bn: Any = True,
+                   weight_init: Any = "xavier", bn_mode: str = "full") -> Model:
+    """D2L §8.5's LeNet(-BN) on NHWC ``image_shape`` images, ``impl`` ``'scratch'``, ``'linen'`` or ``'nnx'``.
+
+    ``use_bn``: a bool (BN after every conv/dense layer but the last, or none: plain LeNet) or 4 bools (BN after
+    conv0, conv1, dense0, dense1); ``bn_mode``: ``"full"`` (Flax's own BatchNorm in linen and NNX), or the "lite"
+    ``"mean"`` / ``"variance"`` BN of §8.5 exercise 4. A bad ``use_bn`` or ``bn_mode`` is a ``ValueError`` here.
+    """
+    return build_model("lenet_bn", impl, num_classes=num_classes, image_shape=image_shape, weight_init=weight_init,
+                       use_bn=use_bn, bn_mode=bn_mode)
 
 
 def softmax_regression_model(impl: str, num_inputs: int, num_outputs: int = 10, weight_init: Any = "normal") -> Model:
-    """Softmax regression, ``impl`` ``'scratch'``, ``'linen'`` or ``'nnx'``."""
-    impl = canonical_impl(impl)
-    if impl == "scratch":
-        return scratch_softmax_regression(num_inputs, num_outputs, weight_init)
-    if impl == "nnx":
-        return nnx_model(lambda rngs: _nnx_modules().SoftmaxRegression(num_inputs, num_outputs, weight_init,
-                                                                      rngs=rngs))
-    return linen_model(linen.SoftmaxRegression(num_outputs, weight_init), jax.numpy.zeros((1, num_inputs)))
+    """D2L §4.4's softmax regression (one dense layer to logits), ``impl`` ``'scratch'``, ``'linen'`` or ``'nnx'``."""
+    return build_model("softmax_regression", impl, num_inputs=num_inputs, num_outputs=num_outputs,
+                       weight_init=weight_init)

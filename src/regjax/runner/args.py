@@ -10,6 +10,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from regjax.models.adapters import ALIASES
+
 __all__ = ["parser", "add_presets", "peek_choice", "positive_int", "nonnegative_int", "seed", "positive_float", "nonnegative_float",
            "rate", "device_count", "out_folder", "distinct_values", "IMAGE_DATASETS", "INT_MAX"]
 
@@ -72,7 +74,7 @@ def parser(description: str, *, epochs: int, lr: float, batch_size: int, out: st
     p.add_argument("--seed", type=seed, default=0, help="the one seed every PRNG key derives from (0 <= seed < 2**32)")
     p.add_argument("--out", type=out_folder, default=Path(out), help="folder for results.json, plots and checkpoints")
     if impls:
-        aliases = {"flax": "linen"} if "linen" in impls else {}  # --impl flax named linen before NNX sat beside it
+        aliases = {alias: impl for alias, impl in ALIASES.items() if impl in impls}
         p.add_argument("--impl", choices=impls, default=impls[0], type=lambda v: aliases.get(v, v),
                        help="; ".join(f"'{a}' is accepted as an alias of '{b}'" for a, b in aliases.items()) or None)
     if image_dataset:
