@@ -8,7 +8,6 @@ from __future__ import annotations
 from regjax import runner
 from regjax.models.adapters import IMPLS, lenet_bn_model
 from regjax.optim import sgd_for
-from regjax.plots import plot_histories
 
 
 def main(argv=None):
@@ -37,8 +36,7 @@ def main(argv=None):
             payload["bn0"] = {"scale": bn0["scale"].tolist(), "bias": bn0["bias"].tolist()}
             run.say(f"first BN layer: scale {[round(v, 3) for v in payload['bn0']['scale']]}\n"
                     f"                 bias  {[round(v, 3) for v in payload['bn0']['bias']]}")
-        plot = plot_histories(run.histories, run.out / "batch_norm.png", f"{name} on {ds.name} ({args.impl})")
-        run.say(f"plot: {plot}")
+        plot = run.plot_histories("batch_norm.png", f"{name} on {ds.name} ({args.impl})")
         run.finish({**payload, "plots": [str(plot)]})
     return final
 

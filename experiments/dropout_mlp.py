@@ -9,7 +9,6 @@ from regjax import runner
 from regjax.models import INITIALIZERS
 from regjax.models.adapters import IMPLS, mlp_model
 from regjax.optim import sgd_for
-from regjax.plots import plot_histories
 
 
 def main(argv=None):
@@ -40,8 +39,7 @@ def main(argv=None):
             _, history = run.fit(name, model, sgd_for(args.impl, args.lr), data, epochs=epochs)
             finals[name] = history.final()
             run.say(f"[{name}] final test accuracy {finals[name]['test_accuracy']:.4f}")
-        plot = plot_histories(run.histories, run.out / "dropout_mlp.png", f"Dropout MLP on {ds.name} ({args.impl})")
-        run.say(f"plot: {plot}")
+        plot = run.plot_histories("dropout_mlp.png", f"Dropout MLP on {ds.name} ({args.impl})")
         run.finish({"epochs": epochs, "final": finals, "plots": [str(plot)]})
     return finals
 

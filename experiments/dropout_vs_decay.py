@@ -6,7 +6,6 @@ from __future__ import annotations
 from regjax import runner, scratch_sgd
 from regjax.engine import make_evaluate
 from regjax.models.adapters import scratch_mlp
-from regjax.plots import plot_histories
 
 
 def main(argv=None):
@@ -40,8 +39,7 @@ def main(argv=None):
         run.say("\n".join([header, "-" * len(header)] + [
             f"{n:<14} {r['train_accuracy_eval']:>9.4f} {r['test_accuracy']:>9.4f} {r['gap']:>7.4f} "
             f"{r['best_test_accuracy']:>9.4f}" for n, r in rows.items()]))
-        plot = plot_histories(run.histories, run.out / "dropout_vs_decay.png", f"Dropout vs weight decay on {ds.name}")
-        run.say(f"plot: {plot}")
+        plot = run.plot_histories("dropout_vs_decay.png", f"Dropout vs weight decay on {ds.name}")
         run.finish({"final": rows, "plots": [str(plot)]})
     return rows
 

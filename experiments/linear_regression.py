@@ -10,7 +10,6 @@ from regjax import runner
 from regjax.data import seed_keys, synthetic_linear
 from regjax.models.adapters import scratch_linreg
 from regjax.optim import sgd_for
-from regjax.plots import plot_histories
 
 TRUE_W, TRUE_B = (2.0, -3.4), 4.2
 
@@ -36,8 +35,7 @@ def main(argv=None):
                   "w": w.tolist(), "b": float(b)}
         run.say(f"error in estimating w: {[f'{e:+.5f}' for e in errors['w_error']]}\n"
                 f"error in estimating b: {errors['b_error']:+.5f}")
-        plot = plot_histories(run.histories, run.out / "linear_regression.png", "Linear regression")
-        run.say(f"plot: {plot}")
+        plot = run.plot_histories("linear_regression.png", "Linear regression")
         run.finish({"final": {**history.final(), **errors}, "plots": [str(plot)]})
     return errors
 

@@ -21,7 +21,7 @@ from regjax import runner, scratch_sgd
 from regjax.data import polynomial_data, seed_keys
 from regjax.engine import grid
 from regjax.models.adapters import scratch_linreg
-from regjax.plots import plot_histories, plot_panels
+from regjax.plots import plot_panels
 
 SWEEP_NOISES = (0.1, 0.3, 1.0)
 SWEEP_N_TRAIN = (20, 100, 1000)
@@ -60,8 +60,8 @@ def main(argv=None):
             rows[name] = {"features": k, "epochs": epochs, "weights": w.tolist(), **history.final()}
             run.say(f"[{name}] weights {[round(float(v), 3) for v in w[:6]]}{' ...' if k > 6 else ''}  "
                     f"train {rows[name]['train_loss']:.4f}  test {rows[name]['test_loss']:.4f}")
-        plot = plot_histories(run.histories, run.out / "polynomial_fit.png", "Polynomial fit")
-        run.say(f"true weights [5.0, 1.2, -3.4, 5.6]\nplot: {plot}")
+        plot = run.plot_histories("polynomial_fit.png", "Polynomial fit")
+        run.say("true weights [5.0, 1.2, -3.4, 5.6]")
         overfit = _overfit_check(rows)
         if overfit:
             reach = {"train_abs_x_max": float(abs(d.raw_train).max()), "test_abs_x_max": float(abs(d.raw_test).max())}

@@ -8,7 +8,6 @@ from __future__ import annotations
 from regjax import naive_softmax_cross_entropy, runner, softmax_cross_entropy
 from regjax.models.adapters import IMPLS, softmax_regression_model
 from regjax.optim import sgd_for
-from regjax.plots import plot_histories
 
 
 def main(argv=None):
@@ -32,8 +31,8 @@ def main(argv=None):
         _, history = run.fit(name, model, sgd_for(args.impl, args.lr), data, epochs=epochs, loss=loss,
                              task="classification")
         final = history.final()
-        plot = plot_histories(run.histories, run.out / "softmax_regression.png", f"Softmax regression on {ds.name}")
-        run.say(f"[{name}] final test accuracy {final['test_accuracy']:.4f}\nplot: {plot}")
+        plot = run.plot_histories("softmax_regression.png", f"Softmax regression on {ds.name}")
+        run.say(f"[{name}] final test accuracy {final['test_accuracy']:.4f}")
         run.finish({"epochs": epochs, "final": final, "plots": [str(plot)]})
     return final
 

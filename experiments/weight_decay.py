@@ -11,7 +11,6 @@ import jax.numpy as jnp
 from regjax import decayed_sgd, runner, scratch_sgd
 from regjax.data import seed_keys, weight_decay_data
 from regjax.models.adapters import scratch_linreg
-from regjax.plots import plot_histories
 
 
 def main(argv=None):
@@ -49,8 +48,7 @@ def main(argv=None):
             rows[name] = {"lambda": lam, "w_norm": w_norm, **history.final()}
             run.say(f"[{name}] ||w||_2 = {w_norm:.4f}  train loss {rows[name]['train_loss']:.4g}  "
                     f"test loss {rows[name]['test_loss']:.4g}")
-        plot = plot_histories(run.histories, run.out / "weight_decay.png", f"Weight decay ({args.impl})")
-        run.say(f"plot: {plot}")
+        plot = run.plot_histories("weight_decay.png", f"Weight decay ({args.impl})")
         run.finish({"final": rows, "plots": [str(plot)]})
     return rows
 

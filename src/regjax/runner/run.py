@@ -235,6 +235,15 @@ class Run(Lifecycle):
                      f"Fashion-MNIST epochs at batch {self.args.batch_size}")
         return epochs
 
+    def plot_histories(self, filename: str, title: str) -> Path:
+        """The loss and accuracy curves of every variant this run trained (``regjax.plots.plot_histories``) as
+        ``<out>/<filename>``; the path is said and returned (list it in ``finish``'s ``plots``)."""
+        from regjax.plots import plot_histories
+
+        plot = plot_histories(self.histories, self.out / filename, title)
+        self.say(f"plot: {plot}")
+        return plot
+
     # ---- training ----------------------------------------------------------------------------------------
     def checkpoint_path(self, name: str, suffix: str = ".msgpack") -> Path:
         """``checkpoints/<slug><suffix>`` for a variant; two names with one slug would share a file: refused."""
