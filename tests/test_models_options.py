@@ -113,21 +113,16 @@ def _refusal(build):
     return str(info.value)
 
 
-@pytest.mark.parametrize("bad", BAD_USE_BN)
-def test_a_bad_use_bn_is_refused_alike_in_the_three(bad):
-    messages = {impl: _refusal(lambda i=impl: lenet_bn_model(i, 3, SHAPE[1:], use_bn=bad)) for impl in IMPLS}
-    messages["linen module"] = _refusal(lambda: linen_models.LeNetBN(3, use_bn=bad))
-    messages["nnx module"] = _refusal(lambda: nnx_models.LeNetBN(3, SHAPE[1:], use_bn=bad, rngs=nnx.Rngs(0)))
-    want = f"use_bn must be a bool or a sequence of 4 bools (BN after conv0, conv1, dense0, dense1), got {bad!r}"
-    assert messages == dict.fromkeys(messages, want)
+REFUSALS = ([("use_bn", bad, "use_bn must be a bool or a sequence of 4 bools (BN after conv0, conv1, dense0, dense1), "
+             f"got {bad!r}") for bad in BAD_USE_BN]
+            + [("bn_mode", bad, f"bn_mode must be one of ('full', 'mean', 'variance'), got {bad!r}") for bad in BAD_MODES])
 
 
-@pytest.mark.parametrize("bad", BAD_MODES)
-def test_a_bad_bn_mode_is_refused_alike_in_the_three(bad):
-    messages = {impl: _refusal(lambda i=impl: lenet_bn_model(i, 3, SHAPE[1:], bn_mode=bad)) for impl in IMPLS}
-    messages["linen module"] = _refusal(lambda: linen_models.LeNetBN(3, bn_mode=bad))
-    messages["nnx module"] = _refusal(lambda: nnx_models.LeNetBN(3, SHAPE[1:], bn_mode=bad, rngs=nnx.Rngs(0)))
-    want = f"bn_mode must be one of ('full', 'mean', 'variance'), got {bad!r}"
+@pytest.mark.parametrize("option, bad, want", REFUSALS)
+def test_a_bad_option_is_refused_alike_in_the_three(option, bad, want):
+    messages = {impl: _refusal(lambda i=impl: lenet_bn_model(i, 3, SHAPE[1:], **{option: bad})) for impl in IMPLS}
+    messages["linen module"] = _refusal(lambda: linen_models.LeNetBN(3, **{option: bad}))
+    messages["nnx module"] = _refusal(lambda: nnx_models.LeNetBN(3, SHAPE[1:], **{option: bad}, rngs=nnx.Rngs(0)))
     assert messages == dict.fromkeys(messages, want)
 
 
