@@ -9,7 +9,7 @@ REV is checked out into a temporary ``git worktree``; each checkout runs the com
 ``PYTHONPATH`` (``src/`` or the checkout itself), its own empty cache and output folder. Compared: every variant's
 ``train_loss``, ``train_accuracy``, ``test_loss`` and ``test_accuracy`` in results.json -- as float64 from JSON,
 each value equal or both null. A history of one member is read in either layout (a list per epoch, or one such
-list per member). Prints one line per variant and metric and exits 1 on any difference.
+list per member); a metric the task does not have is absent in either (null, or a list of nulls). Prints one line per variant and metric and exits 1 on any difference.
 """
 from __future__ import annotations
 
@@ -33,12 +33,10 @@ def package_root(checkout: Path) -> Path:
 def curve(history: dict, metric: str):
     """One member's per-epoch values, whichever layout wrote them."""
     values = history.get(metric)
-    if values is None:
-        return None
-    if "num_members" in history:  # members-major: one list per member
+    if "num_members" in history and values is not None:  # one curve per member
         assert history["num_members"] == 1, "a sweep: compare its member table instead"
-        return values[0]
-    return values
+        values = values[0]
+    return None if values is None or all(v is None for v in values) else values  # no such metric (regression)
 
 
 def run(checkout: Path, command: list, out: Path) -> dict:

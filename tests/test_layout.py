@@ -78,6 +78,27 @@ def test_layers_import_one_way():
     assert not bad, "\n".join(bad)
 
 
+def test_the_engine_is_used_through_its_public_names_and_its_core_stands_alone():
+    """Outside the engine, code imports ``regjax.engine``'s exported names, never its modules (the runner, the
+    experiments and the exercise answers included); inside it, ``core`` -- the lesson -- needs nothing of the engine
+    but the static spec and the hyperparameters."""
+    exported = set(ast.literal_eval(next(n.value for n in MODULES["regjax.engine"][1].body if isinstance(n, ast.Assign)
+                                         and any(getattr(t, "id", None) == "__all__" for t in n.targets))))
+    bad = []
+    for name, (path, tree) in MODULES.items():
+        for module, names, node in _imports(name, path, tree):
+            if name.startswith("regjax.engine"):
+                if name == "regjax.engine.core" and module.startswith("regjax.engine") and module not in (
+                        "regjax.engine.hparams", "regjax.engine.spec"):
+                    bad.append(f"{_where(path, node)}: the lesson imports {module}")
+            elif module.startswith("regjax.engine."):
+                bad.append(f"{_where(path, node)} imports the engine's module {module}")
+            elif module == "regjax.engine":
+                bad += [f"{_where(path, node)} imports regjax.engine.{n}, not exported" for n in names
+                        if n not in exported]
+    assert not bad, "\n".join(bad)
+
+
 def test_the_package_imports_nothing_from_experiments_tests_or_benchmarks():
     outside = {name.split(".")[0] for name in MODULES} - {"regjax"} | {"experiments", "tests", "benchmarks"}
     bad = []
@@ -180,14 +201,24 @@ def test_public_functions_are_annotated():
         total += len(items)
         missing += [f"{qualname}: {arg}" for arg, ok in items if not ok]
     assert total > 500  # the walk found the package's functions
-    assert len(missing) <= 0.1 * total, f"{len(missing)} of {len(missing)} unannotated:\n" + "\n".join(missing)
+    assert len(missing) <= 0.1 * total, f"{len(missing)} of {total} unannotated:\n" + "\n".join(missing)
 
 
 def test_the_package_lives_in_src():
     assert (ROOT / "src" / "regjax" / "__init__.py").is_file() and not (ROOT / "regjax").exists()
 
 
-@pytest.mark.skipif(not any(d.metadata["Name"] == "regjax" for d in importlib.metadata.distributions()),
+def _installed() -> bool:
+    """regjax installed (``pip install -e .``): a distribution whose metadata lies outside the checkout's root (a
+    stale ``regjax.egg-info`` there would not import anything)."""
+    try:
+        where = Path(importlib.metadata.distribution("regjax").locate_file("")).resolve()
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return where != ROOT
+
+
+@pytest.mark.skipif(not _installed(),
                     reason="regjax is not installed (the README's install command); the layout is tested installed")
 def test_a_folder_named_regjax_beside_a_script_or_notebook_cannot_shadow_the_package(tmp_path):
     """A new user's clone is a folder named regjax. From the folder that holds it -- a script run there, or a

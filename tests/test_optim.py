@@ -115,3 +115,33 @@ def test_negative_weight_decay_raises():
     for make in (rj.decayed_sgd, rj.adam_l2, rj.adamw):
         with pytest.raises(ValueError, match="weight_decay"):
             make(0.1, -1.0)
+
+
+@pytest.mark.parametrize("lr", [0.5, 0.1, 0.003, 1e30])
+def test_scratch_sgd_is_the_lesson_sgd_step_bit_for_bit_eager_and_under_jit(lr):
+    """The engine's optimizer path (an optax transformation, its update added by optax.apply_updates) computes
+    what the lesson's sgd_step computes, to the last bit -- eagerly, and under jit, where XLA fuses each into one
+    multiply-add. The learning rate injected as the engine does (hparams['lr']) gives the same bits."""
+    kw, kg = jax.random.split(jax.random.key(7))
+    params = {"dense0": {"kernel": jax.random.normal(kw, (64, 32)), "bias": jnp.linspace(-1.0, 1.0, 32)}}
+    grads = jax.tree_util.tree_map(lambda p: jax.random.normal(kg, p.shape) * 3.0, params)
+    opt = rj.scratch_sgd(lr)
+
+    def through_optax(p, g):
+        updates, _ = opt.update(g, opt.init(p), p)
+        return optax.apply_updates(p, updates)
+
+    def injected(p, g, rate):
+        state = opt.init(p)
+        state = state._replace(hyperparams={**state.hyperparams, "learning_rate": rate})
+        return optax.apply_updates(p, opt.update(g, state, p)[0])
+
+    rate = jnp.float32(lr)
+    for name, ours, lesson in (
+            ("eager", through_optax(params, grads), rj.sgd_step(params, grads, lr)),
+            ("jit", jax.jit(through_optax)(params, grads), jax.jit(rj.sgd_step)(params, grads, rate)),
+            ("jit, lr injected", jax.jit(injected)(params, grads, rate), jax.jit(rj.sgd_step)(params, grads, rate))):
+        chex.assert_trees_all_equal(ours, lesson, custom_message=name)
+    assert rj.scratch_sgd(lr) is opt  # one object per learning rate: runs at one lr share their compiled programs
+    with pytest.raises(ValueError, match=r"lr must be in \(0.0, inf\)"):
+        rj.scratch_sgd(0.0)

@@ -240,9 +240,10 @@ def test_ctrl_c_outside_a_run_is_one_line_not_a_traceback(tmp_path):
     assert run.returncode == 130 and "Traceback" not in run.stderr and "interrupted (SIGINT)" in run.stderr
 
 
-def test_a_finished_run_skips_teardown_but_runs_atexit_and_flushes_and_pytest_keeps_control(tmp_path):
-    """script() ends a finished CLI process with exit_finished: atexit handlers run, buffered output arrives,
-    exit code 0; inside pytest it returns normally instead (and freezes nothing)."""
+def test_a_finished_run_skips_the_last_collections_runs_atexit_flushes_and_pytest_keeps_control(tmp_path):
+    """script() ends a finished CLI process with exit_finished: the garbage collector frozen (the shutdown's
+    collections skip every object), atexit handlers run, buffered output arrives, exit code 0; inside pytest it
+    returns normally instead and freezes nothing."""
     import gc
     import subprocess
     import sys
@@ -251,14 +252,14 @@ def test_a_finished_run_skips_teardown_but_runs_atexit_and_flushes_and_pytest_ke
     from tests.helpers import child_env
 
     marker = tmp_path / "atexit.txt"
-    code = ("import atexit, sys\nfrom regjax.runner.lifecycle import script\n"
-            f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+    code = ("import atexit, gc, sys\nfrom regjax.runner.lifecycle import script\n"
+            f"atexit.register(lambda: open({str(marker)!r}, 'w').write(f'ran, frozen {{gc.get_freeze_count() > 0}}'))\n"
             "def main():\n    sys.stdout.write('buffered, no newline')\nscript(main)\n"
             "raise SystemExit('not reached: script ends the process')\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(tmp_path),
                          timeout=60)
     assert run.returncode == 0, run.stderr
-    assert run.stdout == "buffered, no newline" and marker.read_text() == "ran"
+    assert run.stdout == "buffered, no newline" and marker.read_text() == "ran, frozen True"
     frozen = gc.get_freeze_count()
     assert script(lambda: None) is None     # we are inside pytest: script returns
     assert gc.get_freeze_count() == frozen
@@ -315,7 +316,8 @@ def test_sweep_history_dicts_are_snapshots_both_ways():
     record(h, 0, [True, True])
     saved = h.to_dict()
     record(h, 1, [True, False])                                    # member 1 diverges after the snapshot
-    assert len(saved["test_loss"][1]) == len(saved["epoch_time_s"]) == 1 and saved["diverged_epoch"] == [None, None]
+    assert [len(c) for c in saved["test_loss"]] == [1, 1] and len(saved["epoch_time_s"]) == 1
+    assert saved["diverged_epoch"] == [None, None]
     restored = History.from_dict(saved)
     record(restored, 1, [False, True])
     assert len(saved["epoch_time_s"]) == 1 and saved["diverged_epoch"] == [None, None]   # d untouched

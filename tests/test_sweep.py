@@ -38,6 +38,7 @@ from regjax.engine import (
 )
 from regjax.models.adapters import scratch_lenet_bn, scratch_linreg, scratch_mlp
 from regjax.optim import sgd
+from regjax.report import json_safe
 from regjax.optim import scratch_sgd
 
 SGD = scratch_sgd(0.1)  # the from-scratch SGD step; each test's learning rate comes in hparams
@@ -101,6 +102,22 @@ def test_chunked_equals_unchunked(mlp_sweep):
     chex_close(chunked.state.params, mlp_sweep.state.params)
     np.testing.assert_allclose(chunked.history.metric("test_loss"), mlp_sweep.history.metric("test_loss"),
                                rtol=RTOL, atol=ATOL)
+
+
+def test_a_continued_sweep_keeps_the_chunks_its_history_recorded():
+    """Continued from its state and history (through JSON, as a checkpoint holds it), a chunked sweep runs in the
+    chunks it was made with -- the engine reads them from the history -- and ends bit-identical to one call."""
+    data = _classification_data()
+    whole = sweep(MLP, SGD, data, MLP_MEMBERS, epochs=3, batch_size=32, chunk_size=4)
+    first = sweep(MLP, SGD, data, MLP_MEMBERS, epochs=2, batch_size=32, chunk_size=4)
+    assert first.memory["chunk_size_from"] == "chunk_size"
+    history = History.from_dict(json.loads(json.dumps(first.history.to_dict())))
+    rest = sweep(MLP, SGD, data, MLP_MEMBERS, epochs=3, batch_size=32, state=first.state, start_epoch=2,
+                 history=history)
+    assert rest.chunk_size == 4 and rest.memory["chunk_size_from"] == "history"
+    for a, b in zip(jax.tree_util.tree_leaves(rest.state.params), jax.tree_util.tree_leaves(whole.state.params)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(rest.history.metric("test_loss"), whole.history.metric("test_loss"))
 
 
 def test_chunk_size_is_measured_against_the_budget(mlp_sweep):
@@ -232,6 +249,28 @@ def test_group_stats_and_history_round_trip(mlp_sweep):
     assert len(rows) == len(MLP_MEMBERS) * 3 and rows[0]["epoch"] == 1 and "rates" in rows[0]
 
 
+def test_history_round_trips_its_layout_and_refuses_any_other():
+    """One curve per member, through JSON: a regression history (no accuracy) and an empty one come back as they
+    were; an earlier regjax's dicts (one list per epoch, for a single run or a sweep) and curves that do not fit
+    the members and epochs are refused, not read transposed."""
+    h = History(2)
+    h.record(0, {"loss": np.array([1.0, 2.0])}, {"loss": np.array([3.0, np.nan])}, np.array([True, False]),
+             np.array([0, 5]), seconds=0.5, eval_seconds=0.1, n=10)
+    back = History.from_dict(json.loads(json.dumps(json_safe(h.to_dict()))))
+    assert back.train_accuracy is None and back.diverged_step == [None, 5] and back.examples_per_s == [40.0]
+    np.testing.assert_array_equal(back.metric("test_loss"), [[3.0, np.nan]])
+    assert History.from_dict(History(3).to_dict()).metric("train_loss").shape == (0, 3)
+    old_fit = {"train_loss": [1.0, 0.5], "test_loss": [1.1, 0.6], "epoch_time_s": [0.1, 0.1], "status": "completed"}
+    old_sweep = {"num_members": 2, "train_loss": [[1.0, 2.0], [0.5, 1.5]], "train_accuracy": [None, None],
+                 "test_loss": [[1.0, 2.0], [0.5, 1.5]], "epoch_time_s": [0.1, 0.1]}
+    for old in (old_fit, old_sweep):
+        with pytest.raises(ValueError, match="earlier regjax, in another layout"):
+            History.from_dict(old)
+    bad = {**h.to_dict(), "test_loss": [[3.0]]}
+    with pytest.raises(ValueError, match="test_loss does not hold 2 curve"):
+        History.from_dict(bad)
+
+
 def test_cli_sigint_then_resume_equals_an_uninterrupted_sweep(tmp_path, monkeypatch):
     """The real CLI: SIGINT after a few epochs (read from its output), status 'interrupted' and exit 130, then
     --resume finishes with the same member table, bit for bit, as a run that was never interrupted."""
@@ -254,7 +293,7 @@ def test_cli_sigint_then_resume_equals_an_uninterrupted_sweep(tmp_path, monkeypa
     # results.json reports what the checkpoint holds: as many epochs of history, not the live lists' later ones
     saved = read_checkpoint(tmp_path / "cut" / "checkpoints" / "weight_decay.sweep.msgpack")
     assert cut["epochs_completed"]["weight_decay"] == saved["epoch"]
-    assert len(cut["history"]["weight_decay"]["test_loss"][0]) == saved["epoch"]
+    assert all(len(curve) == saved["epoch"] for curve in cut["history"]["weight_decay"]["test_loss"])
     assert len(cut["history"]["weight_decay"]["epoch_time_s"]) == saved["epoch"]
     resumed = main(args + ["--out", str(tmp_path / "cut"), "--resume", "--quiet"])
     whole = main(args + ["--out", str(tmp_path / "whole"), "--quiet"])

@@ -232,6 +232,7 @@ HPARAM_ERRORS = {
     "rates to a flax model": ("flax", optax.sgd(0.1), {"rates": (0.5,)}, "dropout rates are static"),
     "rates to an nnx model": ("nnx", optax.sgd(0.1), {"rates": (0.5,)}, "flax.nnx.Dropout attributes"),
     "weight_decay to scratch sgd": ("scratch", SGD, {"lr": 0.1, "weight_decay": 1.0}, "use 'lam'"),
+    "l1 to scratch sgd": ("scratch", SGD, {"lr": 0.1, "l1": 1.0}, "exposes no injectable 'l1'"),
     "negative lam": ("scratch", SGD, {"lr": 0.1, "lam": -1.0}, r"hparams\['lam'\] must be in \[0.0, inf\)"),
     "negative lr": ("scratch", SGD, {"lr": -0.1}, r"hparams\['lr'\] must be in \(0.0, inf\)"),
     "nan lr": ("flax", sgd(0.1), {"lr": float("nan")}, r"hparams\['lr'\] must be in"),

@@ -43,13 +43,13 @@ def train_sequentially(model: Model, optimizer: optax.GradientTransformation, da
                     members=False)
 
     t0 = time.perf_counter()
-    executables, _ = compile_loop(loop_of(0), take(states, 0), History(), 0)
+    compiled, _ = compile_loop(loop_of(0), take(states, 0), History(), 0)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     finals = []
     for i in range(len(members)):
         try:
-            state = run_epochs(loop_of(i), executables, take(states, i), History(), start_epoch=0, epochs=epochs)
+            state = run_epochs(loop_of(i), compiled, take(states, i), History(), start_epoch=0, epochs=epochs)
         except Diverged as err:  # a sweep freezes a diverged member; the baseline keeps its last finite state
             state = err.state
         finals.append(jax.tree_util.tree_map(lambda a: a[None], state))

@@ -1,5 +1,6 @@
 """The training loop every regjax run computes, top to bottom: the keys, the initial state, one step, one epoch
-(``lax.scan`` over the batches) and the evaluation -- D2L §3.4's ``train_epoch``, as pure functions to compile.
+(``lax.scan`` over the batches) and the evaluation: D2L's ``Trainer.fit_epoch`` (§3.4) as pure functions to
+compile.
 
 The rest of ``regjax.engine`` wraps these functions and adds nothing to what they compute: ``program`` lays a
 member's epoch out for one run or for many (``vmap``) and compiles it, ``loop`` drives the epochs (timing,
@@ -25,7 +26,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from regjax._checks import as_count
 from regjax.base import Array, ArrayLike, Model, PRNGKey, PyTree, TrainState
@@ -35,8 +36,8 @@ from regjax.engine.spec import resolve_loss
 from regjax.parallel import batch_sharding
 from regjax.penalty import l2_penalty
 
-__all__ = ["RunKeys", "run_keys", "epoch_key", "init_state", "make_step", "epoch_fn", "make_epoch", "evaluate_fn",
-           "make_evaluate", "summarise"]
+__all__ = ["RunKeys", "run_keys", "epoch_key", "init_state", "make_step", "batch_metrics", "summarise", "epoch_fn",
+           "evaluate_fn"]
 
 
 # ---- the keys ------------------------------------------------------------------------------------------------
@@ -63,10 +64,11 @@ def init_state(model: Model, optimizer: optax.GradientTransformation, key: PRNGK
     """The state the run seeded by ``key`` starts from: parameters from ``fold_in(model_key, 0)``, the
     optimizer's state, step 0, and ``fold_in(model_key, 1)`` as the dropout base key.
 
-    ``key`` may also hold one run key per member (shape ``(N,)``): then the N states come stacked along a
-    leading member axis, each the state its own key starts from (``sweep``'s members; see ``_stacked_init``).
+    ``key`` may also hold one run key per member (shape ``(N,)``; raw ``uint32`` keys ``(N, 2)``): then the N
+    states come stacked along a leading member axis, each the state its own key starts from (``sweep``'s members;
+    see ``_stacked_init``).
     """
-    if jnp.ndim(key):
+    if _has_member_axis(key):
         return _stacked_init(model, optimizer)(key)
     model_key = run_keys(key).model
     params, model_state = model.init(jax.random.fold_in(model_key, 0))
@@ -184,25 +186,13 @@ def evaluate_fn(model: Model, loss: Any = "cross_entropy", batch_size: int = 102
     return evaluate
 
 
-# ---- compiled, for direct use (the engine compiles through regjax.engine.program) ----------------------------------
+# ---- machinery of init_state: the member axis ---------------------------------------------------------------
 
-def make_epoch(step: Callable, batch_size: int, *, drop_remainder: bool = False, data_mesh: Optional[Mesh] = None,
-               shuffle: bool = True) -> Callable:
-    """``epoch_fn`` jitted, ``state`` donated; on a ``data_mesh`` the outputs come back replicated."""
-    return _jit(epoch_fn(step, batch_size, drop_remainder=drop_remainder, data_mesh=data_mesh, shuffle=shuffle),
-                data_mesh, donate_argnums=(0,))
-
-
-def make_evaluate(model: Model, loss: Any = "cross_entropy", batch_size: int = 1024, *, task: Optional[str] = None,
-                  data_mesh: Optional[Mesh] = None) -> Callable:
-    """``evaluate_fn`` jitted."""
-    return _jit(evaluate_fn(model, loss, batch_size, task=task, data_mesh=data_mesh), data_mesh)
-
-
-def _jit(fn, mesh, **kwargs):
-    if mesh is not None:
-        kwargs["out_shardings"] = NamedSharding(mesh, PartitionSpec())
-    return jax.jit(fn, **kwargs)
+def _has_member_axis(key: PRNGKey) -> bool:
+    """Whether ``key`` holds several run keys: a typed key array with an axis, or raw ``uint32`` key data
+    (``jax.random.PRNGKey``, one key is shape ``(2,)``) with more than one."""
+    typed = jax.dtypes.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key)
+    return jnp.ndim(key) > (0 if typed else 1)
 
 
 # XLA's CPU backend spends seconds optimizing the unrolled threefry of a vmapped initializer (10 s for LeNet on a

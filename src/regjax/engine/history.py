@@ -10,9 +10,10 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-__all__ = ["History", "Diverged", "METRICS"]
+__all__ = ["History", "Diverged", "METRICS", "LAYOUT"]
 
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+LAYOUT = "curves per member"  # what to_dict writes and from_dict requires: test_loss[member][epoch]
 
 
 class Diverged(FloatingPointError):
@@ -120,7 +121,7 @@ class History:
         curves = getattr(self, name)
         if curves is None:
             return np.full((self.epochs, self.num_members), np.nan)
-        return np.array(curves, np.float64).T.reshape(self.epochs, self.num_members)
+        return np.array(curves, np.float64).T
 
     def final(self, member: int = 0) -> dict:
         """Member ``member``'s metrics after the last epoch (``None`` for a metric the task does not have)."""
@@ -132,22 +133,29 @@ class History:
 
     # ---- to and from JSON ------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """A snapshot: the lists are copies (recorded values never change), so the history recording on leaves
-        it as it was."""
-        return {f.name: _copy(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """A snapshot with its ``layout`` (``LAYOUT``): the lists are copies (recorded values never change), so the
+        history recording on leaves it as it was."""
+        return {"layout": LAYOUT, **{f.name: _copy(getattr(self, f.name)) for f in dataclasses.fields(self)}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
         """A history that owns its lists: recording on never changes ``d``. JSON's ``null`` in a metric becomes
-        NaN again."""
-        if "num_members" not in d:
-            raise ValueError("this history was written by an earlier regjax (it has no member axis); start the run "
-                             "over (--overwrite)")
+        NaN again. A dict in another layout (an earlier regjax's: one list per epoch) or whose curves do not match
+        its members and epochs is a ``ValueError``."""
+        if d.get("layout") != LAYOUT:
+            raise ValueError("this history was written by an earlier regjax, in another layout (one list per epoch, "
+                             "not one curve per member); start the run over (--overwrite)")
         names = {f.name for f in dataclasses.fields(cls)}
         fixed = {k: ([[math.nan if v is None else v for v in curve] for curve in val]
                      if k in METRICS and val is not None else _copy(val))
                  for k, val in d.items() if k in names}
-        return cls(**fixed)
+        history = cls(**fixed)
+        epochs, members = history.epochs, history.num_members
+        for name in METRICS:
+            curves = getattr(history, name)
+            if curves is not None and (len(curves) != members or any(len(c) != epochs for c in curves)):
+                raise ValueError(f"history: {name} does not hold {members} curve(s) of {epochs} epoch(s)")
+        return history
 
 
 def _copy(value: Any) -> Any:

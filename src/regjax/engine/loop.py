@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -24,8 +24,8 @@ from regjax.engine.members import concat, take
 from regjax.engine.program import MemberInputs, Program, compile_program, executable
 from regjax.engine.spec import TrainSpec
 
-__all__ = ["check_data", "check_labels", "check_epochs", "num_outputs", "prologue", "Loop", "compile_loop",
-           "run_epochs"]
+__all__ = ["check_data", "check_labels", "check_epochs", "num_outputs", "prologue", "Chunk", "Loop",
+           "compile_loop", "run_epochs"]
 
 
 # ---- before training: the prologue -----------------------------------------------------------------------------
@@ -104,13 +104,21 @@ def prologue(spec: TrainSpec, data: Sequence[Array], hparams: Any, *, state: Opt
 
 # ---- the loop over epochs --------------------------------------------------------------------------------------
 
+class Chunk(NamedTuple):
+    """Members called together: ``index`` (chunk-size member indices; the last chunk repeats its last member to
+    fill up) and ``size``, how many of them are real."""
+
+    index: np.ndarray
+    size: int
+
+
 @dataclasses.dataclass
 class Loop:
     """What the epoch driver needs of a layout: the ``program``, the placed member ``inputs`` (their ``alive``
     flags are filled in every epoch) and ``data``, ``n`` (training examples per member, for examples/s),
     ``place`` (puts a per-epoch value -- the epoch index, the alive flags -- where the program expects it),
-    ``members`` (whether there is a member axis) and ``chunks`` (``[(index, size), ...]``: members per call, the
-    last chunk padded with copies of its last member; ``None``: one call)."""
+    ``members`` (whether there is a member axis) and ``chunks`` (the members of each call, ``Chunk``s; ``None``:
+    one call for all)."""
 
     program: Program
     inputs: MemberInputs
@@ -118,7 +126,7 @@ class Loop:
     n: int
     place: Callable[[Any], Any]
     members: bool
-    chunks: Optional[List[Tuple[np.ndarray, int]]] = None
+    chunks: Optional[List[Chunk]] = None
 
     def inputs_for(self, history: History) -> MemberInputs:
         """The member inputs of the next epoch: who is still alive."""
@@ -129,26 +137,27 @@ class Loop:
         """``fn(state, inputs, *shared)``, chunk by chunk when the members are chunked."""
         if self.chunks is None:
             return fn(state, inputs, *shared)
-        return concat([take(fn(take(state, index), take(inputs, index), *shared), slice(0, size))
-                       for index, size in self.chunks])
+        return concat([take(fn(take(state, c.index), take(inputs, c.index), *shared), slice(0, c.size))
+                       for c in self.chunks])
 
     def as_members(self, tree: PyTree) -> PyTree:
         """Host values with a member axis (a single run's scalars become arrays of one)."""
         return jax.tree_util.tree_map(lambda a: np.asarray(a).reshape((-1,)), tree)
 
 
-def compile_loop(loop: Loop, state: TrainState, history: History, epoch: int) -> Tuple[tuple, float]:
+def compile_loop(loop: Loop, state: TrainState, history: History, epoch: int) -> Tuple[Program, float]:
     """Compile the loop's train and evaluate programs for one call's arguments (a whole chunk's, when chunked);
-    returns ``((train, evaluate) executables, seconds)``."""
+    returns ``(Program of the executables, seconds)``."""
     inputs = loop.inputs_for(history)
     if loop.chunks is not None:
-        state, inputs = take(state, loop.chunks[0][0]), take(inputs, loop.chunks[0][0])
+        first = loop.chunks[0].index
+        state, inputs = take(state, first), take(inputs, first)
     train, t1 = compile_program(loop.program.train, state, inputs, loop.place(np.int32(epoch)), loop.data)
     evaluate, t2 = compile_program(loop.program.evaluate, state, inputs, loop.data)
-    return (train, evaluate), t1 + t2
+    return Program(train, evaluate), t1 + t2
 
 
-def run_epochs(loop: Loop, executables: tuple, state: TrainState, history: History, *, start_epoch: int,
+def run_epochs(loop: Loop, compiled: Program, state: TrainState, history: History, *, start_epoch: int,
                epochs: int, on_epoch: Optional[Callable] = None, after_epoch: Optional[Callable] = None
                ) -> TrainState:
     """Train epochs ``start_epoch .. epochs-1``: each epoch trains (timed alone: ``epoch_time_s``), evaluates
@@ -156,8 +165,8 @@ def run_epochs(loop: Loop, executables: tuple, state: TrainState, history: Histo
     each member's last finite one; ``on_epoch`` still sees that epoch), else calls ``after_epoch(epoch, state,
     history)`` (checkpoints) and then ``on_epoch(epoch, row)`` (progress): an epoch a user has seen reported
     is already handed to the checkpoint writer."""
-    train = executable(loop.program.train, executables[0])
-    evaluate = executable(loop.program.evaluate, executables[1])
+    train = executable(loop.program.train, compiled.train)
+    evaluate = executable(loop.program.evaluate, compiled.evaluate)
     history.status = "running"
     for epoch in range(start_epoch, epochs):
         inputs = loop.inputs_for(history)

@@ -17,7 +17,8 @@ import numpy as np
 
 from regjax.base import PyTree, TrainState
 from regjax.engine.history import History
-from regjax.engine.loop import Loop, compile_loop
+from regjax.engine.loop import Chunk, Loop, compile_loop
+from regjax.engine.program import Program
 
 __all__ = ["available_memory", "tree_bytes", "peak_bytes", "plan_chunk_size", "plan_chunks"]
 
@@ -74,14 +75,16 @@ def plan_chunk_size(peak_bytes: int, num_members: int, shared_bytes: int, state_
 
 
 def plan_chunks(loop: Loop, state: TrainState, history: History, start_epoch: int, chunk_size: Optional[int],
-                memory_fraction: float, memory_budget: Optional[int]) -> Tuple[tuple, float, int, dict]:
-    """Compile the sweep's loop, choosing the chunk size from XLA's measured peak unless given (module
-    docstring); returns ``(executables, compile seconds, chunk_size, memory record)`` and sets ``loop.chunks``
-    (the last chunk padded with copies of its last member, so one compiled program serves every chunk)."""
+                memory_fraction: float, memory_budget: Optional[int], chunk_size_from: str = "chunk_size"
+                ) -> Tuple[Program, float, int, dict]:
+    """Compile the sweep's loop, choosing the chunk size from XLA's measured peak unless ``chunk_size`` is set
+    (module docstring; ``chunk_size_from`` says by what: the argument, the history a sweep continues, a member
+    mesh); returns ``(compiled Program, compile seconds, chunk_size, memory record)`` and sets ``loop.chunks`` (the
+    last chunk padded with copies of its last member, so one compiled program serves every chunk)."""
     n = history.num_members
     if chunk_size is None:
-        executables, seconds = compile_loop(loop, state, history, start_epoch)
-        peak = peak_bytes(*executables)
+        compiled, seconds = compile_loop(loop, state, history, start_epoch)
+        peak = peak_bytes(*compiled)
         shared, state_bytes = tree_bytes(loop.data), tree_bytes(state)
         given = memory_budget is not None
         budget, source = (memory_budget, "memory_budget") if given else available_memory()
@@ -91,13 +94,13 @@ def plan_chunks(loop: Loop, state: TrainState, history: History, start_epoch: in
                   "bytes_per_member": None if peak is None else (peak - shared) / n}
         chunk_size = n if peak is None else plan_chunk_size(peak, n, shared, state_bytes, budget)
     else:
-        chunk_size, memory, seconds = min(chunk_size, n), {"chunk_size_given": True}, 0.0
-    if chunk_size < n or "chunk_size_given" in memory:
+        chunk_size, memory, seconds = min(chunk_size, n), {"chunk_size_from": chunk_size_from}, 0.0
+    if chunk_size < n or "chunk_size_from" in memory:
         if chunk_size < n:
-            loop.chunks = [(np.minimum(np.arange(lo, lo + chunk_size), min(lo + chunk_size, n) - 1),
-                            min(chunk_size, n - lo)) for lo in range(0, n, chunk_size)]
-        executables, more = compile_loop(loop, state, history, start_epoch)
+            loop.chunks = [Chunk(np.minimum(np.arange(lo, lo + chunk_size), min(lo + chunk_size, n) - 1),
+                                 min(chunk_size, n - lo)) for lo in range(0, n, chunk_size)]
+        compiled, more = compile_loop(loop, state, history, start_epoch)
         seconds += more
-        memory["peak_bytes_per_chunk"] = peak_bytes(*executables)
+        memory["peak_bytes_per_chunk"] = peak_bytes(*compiled)
     memory["chunk_size"] = chunk_size
-    return executables, seconds, chunk_size, memory
+    return compiled, seconds, chunk_size, memory

@@ -37,11 +37,15 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from regjax.base import Array, PRNGKey, PyTree, TrainState
+import numpy as np
+
+from regjax.base import Array, Model, PRNGKey, PyTree, TrainState
 from regjax.engine.core import epoch_fn, epoch_key, evaluate_fn, make_step, run_keys
 from regjax.engine.spec import TrainSpec
+from regjax.parallel import replicate
 
-__all__ = ["MemberInputs", "Program", "member_functions", "program", "compile_program", "executable"]
+__all__ = ["MemberInputs", "Program", "member_functions", "program", "place_members", "compile_program",
+           "executable", "make_epoch", "make_evaluate"]
 
 
 class MemberInputs(NamedTuple):
@@ -95,7 +99,7 @@ def member_functions(spec: TrainSpec, data_mesh: Optional[Mesh] = None) -> Tuple
 
 class Program(NamedTuple):
     """The jitted ``train(state, inputs, epoch, data)`` (state donated) and ``evaluate(state, inputs, data)`` of
-    one spec and layout."""
+    one spec and layout -- or, compiled (``regjax.engine.loop.compile_loop``), their executables."""
 
     train: Callable
     evaluate: Callable
@@ -129,6 +133,20 @@ def _over_members(member_fn: Callable, vmap_size: Optional[int]) -> Callable:
     return over
 
 
+def place_members(member_mesh: Optional[Mesh]) -> Callable[[Any], Any]:
+    """Where member-axis arrays go: the default device, or split over ``member_mesh`` along their leading axis
+    (scalars replicated)."""
+    if member_mesh is None:
+        return jax.device_put
+    split = NamedSharding(member_mesh, PartitionSpec(member_mesh.axis_names[0]))
+
+    def place(tree):
+        return jax.tree_util.tree_map(
+            lambda a: replicate(a, member_mesh) if np.ndim(a) == 0 else jax.device_put(a, split), tree)
+
+    return place
+
+
 def compile_program(fn: Callable, *args: Any) -> Tuple[Any, float]:
     """Compile the jitted ``fn`` for ``args`` ahead of time: ``(executable, seconds spent)`` -- close to 0 when
     jit already holds it (module docstring)."""
@@ -141,3 +159,25 @@ def executable(fn: Callable, compiled: Any) -> Callable:
     """What to run: the compiled executable, or under ``jax_debug_nans`` the jitted ``fn`` itself -- a compiled
     executable is never re-run op by op, so only jit's path lets JAX name the operation that made a NaN."""
     return fn if jax.config.jax_debug_nans else compiled
+
+
+# ---- the lesson's epoch and evaluation compiled alone, for direct use (tests, benchmarks, probes) ---------------
+
+def make_epoch(step: Callable, batch_size: int, *, drop_remainder: bool = False, data_mesh: Optional[Mesh] = None,
+               shuffle: bool = True) -> Callable:
+    """``regjax.engine.core.epoch_fn`` jitted, ``state`` donated; on a ``data_mesh`` the outputs come back
+    replicated."""
+    return _jit(epoch_fn(step, batch_size, drop_remainder=drop_remainder, data_mesh=data_mesh, shuffle=shuffle),
+                data_mesh, donate_argnums=(0,))
+
+
+def make_evaluate(model: Model, loss: Any = "cross_entropy", batch_size: int = 1024, *, task: Optional[str] = None,
+                  data_mesh: Optional[Mesh] = None) -> Callable:
+    """``regjax.engine.core.evaluate_fn`` jitted."""
+    return _jit(evaluate_fn(model, loss, batch_size, task=task, data_mesh=data_mesh), data_mesh)
+
+
+def _jit(fn, mesh, **kwargs):
+    if mesh is not None:
+        kwargs["out_shardings"] = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(fn, **kwargs)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from regjax._checks import as_count, check_in_range
 from regjax.base import Data, Model, PRNGKey, TrainState
@@ -42,7 +42,7 @@ from regjax.engine.hparams import check_hparams
 from regjax.engine.loop import Loop, check_data, check_epochs, compile_loop, prologue, run_epochs
 from regjax.engine.members import Members, take
 from regjax.engine.memory import plan_chunks
-from regjax.engine.program import MemberInputs, program
+from regjax.engine.program import MemberInputs, place_members, program
 from regjax.engine.results import SweepResult
 from regjax.engine.spec import TrainSpec
 from regjax.parallel import DATA_AXIS, replicate
@@ -116,9 +116,9 @@ def fit(model: Model, optimizer: optax.GradientTransformation, data: Data, *, ep
     place = jax.device_put if data_mesh is None else functools.partial(replicate, mesh=data_mesh)
     state, inputs, data = place((state, MemberInputs(key, hparams, jnp.array(True), None), tuple(data)))
     loop = Loop(program(spec, members=False, data_mesh=data_mesh), inputs, data, n, place, members=False)
-    executables, seconds = compile_loop(loop, state, history, start_epoch)
+    compiled, seconds = compile_loop(loop, state, history, start_epoch)
     history.compile_time_s += seconds
-    state = run_epochs(loop, executables, state, history, start_epoch=start_epoch, epochs=epochs, on_epoch=on_epoch,
+    state = run_epochs(loop, compiled, state, history, start_epoch=start_epoch, epochs=epochs, on_epoch=on_epoch,
                        after_epoch=after_epoch)
     return state, history
 
@@ -164,15 +164,17 @@ def sweep(model: Model, optimizer: optax.GradientTransformation, data: Data, mem
     num_batches(n, batch_size, drop_remainder)
     size = len(members)
     history = history if history is not None else History(size)
+    chunk_size_from = "chunk_size"
     if chunk_size is None and start_epoch and history.chunk_size is not None and member_mesh is None:
-        chunk_size = history.chunk_size  # the chunks the run was made with: a bit-identical continuation
+        # the chunks the run was made with: a bit-identical continuation
+        chunk_size, chunk_size_from = history.chunk_size, "history"
     if member_mesh is not None:
         if size % member_mesh.size:
             raise ValueError(f"{size} members do not split evenly over the {member_mesh.size} devices of the mesh")
         if chunk_size is not None and chunk_size != size:
             raise ValueError("with a member mesh the members are split over the devices, not chunked: leave "
                              "chunk_size out")
-        chunk_size = size
+        chunk_size, chunk_size_from = size, "member_mesh"
     state, hparams = prologue(spec, data, members.hparams, state=state,
                               init=lambda: init_state(model, optimizer, members.keys), history=history,
                               start_epoch=start_epoch, num_members=size, first=lambda tree: take(tree, 0),
@@ -182,32 +184,19 @@ def sweep(model: Model, optimizer: optax.GradientTransformation, data: Data, mem
     if start_epoch == epochs:
         history.status = "diverged" if not history.alive.any() else "completed"
         return SweepResult(members, state, history, chunk_size or size, {})
-    place = _member_placement(member_mesh)
+    place = place_members(member_mesh)
     shared = jax.device_put if member_mesh is None else functools.partial(replicate, mesh=member_mesh)
     data_index = None if not stacked else jnp.asarray(members.data_index, jnp.int32)
     state, inputs = place((state, MemberInputs(members.keys, hparams, jnp.ones(size, bool), data_index)))
     loop = Loop(program(spec, members=True, vmap_size=vmap_size), inputs, tuple(shared(tuple(data))), n, place,
                 members=True)
-    executables, seconds, chunk_size, memory = plan_chunks(loop, state, history, start_epoch, chunk_size,
-                                                           memory_fraction, memory_budget)
+    compiled, seconds, chunk_size, memory = plan_chunks(loop, state, history, start_epoch, chunk_size,
+                                                        memory_fraction, memory_budget, chunk_size_from)
     history.chunk_size = chunk_size
     history.compile_time_s += seconds
-    state = run_epochs(loop, executables, state, history, start_epoch=start_epoch, epochs=epochs,
+    state = run_epochs(loop, compiled, state, history, start_epoch=start_epoch, epochs=epochs,
                        on_epoch=on_epoch, after_epoch=after_epoch)
     return SweepResult(members, state, history, chunk_size, memory)
-
-
-def _member_placement(member_mesh: Optional[Mesh]) -> Callable[[Any], Any]:
-    """Where member-axis arrays go: the default device, or split over ``member_mesh`` (scalars replicated)."""
-    if member_mesh is None:
-        return jax.device_put
-    split = NamedSharding(member_mesh, PartitionSpec(member_mesh.axis_names[0]))
-
-    def place(tree):
-        return jax.tree_util.tree_map(
-            lambda a: replicate(a, member_mesh) if np.ndim(a) == 0 else jax.device_put(a, split), tree)
-
-    return place
 
 
 def run_steps(model: Model, optimizer: optax.GradientTransformation, x: Any, y: Any, *, epochs: int,
