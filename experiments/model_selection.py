@@ -19,11 +19,12 @@ import jax
 import numpy as np
 
 from regjax import runner, scratch_sgd
-from regjax.data import load_diabetes, seed_keys, weight_decay_data
+from regjax.data import load_diabetes
 from regjax.engine import grid, group_stats
 from regjax.models.adapters import scratch_linreg
 from regjax.plots import plot_panels
 from regjax.selection import select_lambda
+from weight_decay import weight_decay_problem
 
 DATASETS = ("synthetic", "diabetes")
 DEFAULTS = {"synthetic": dict(epochs=100, lr=0.003, batch_size=5),
@@ -44,8 +45,7 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
 def load(args):
     """``(x_train, y_train, x_test, y_test, model, summary)`` for ``--data``."""
     if args.data == "synthetic":
-        data = weight_decay_data(seed_keys(args.seed)[0])  # as experiments/weight_decay.py draws it
-        model = scratch_linreg(200, weight_init=jax.nn.initializers.normal(1.0))
+        data, model = weight_decay_problem(args.seed)
         return (*map(np.asarray, data), model,
                 {"name": "synthetic_linear (D2L §3.7)", "n_train": 20, "n_test": 100, "d": 200})
     ds = load_diabetes()

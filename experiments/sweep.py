@@ -22,11 +22,12 @@ import jax
 import numpy as np
 
 from regjax import decayed_sgd, runner, scratch_sgd
-from regjax.data import seed_keys, weight_decay_data
+from regjax.data import seed_keys
 from regjax.engine import fit_loop, grid, group_stats, train_sequentially
-from regjax.models.adapters import scratch_linreg, scratch_mlp
+from regjax.models.adapters import scratch_mlp
 from regjax.optim import sgd_for
 from regjax.plots import plot_heatmap, plot_panels
+from weight_decay import weight_decay_problem
 
 WHATS = ("weight_decay", "dropout", "lr")
 DEFAULTS = {"weight_decay": dict(epochs=100, lr=0.003, batch_size=5),
@@ -81,8 +82,7 @@ def weight_decay(run):
     args = run.args
     run.set_dataset({"name": "synthetic_linear", "n_train": args.n_train, "n_test": args.n_test,
                      "d": args.num_inputs}, n_train=args.n_train)
-    data = weight_decay_data(seed_keys(args.seed)[0], args.n_train, args.n_test, args.num_inputs)  # weight_decay.py's
-    model = scratch_linreg(args.num_inputs, weight_init=jax.nn.initializers.normal(1.0))
+    data, model = weight_decay_problem(args.seed, args.n_train, args.n_test, args.num_inputs)
     seeds = range(args.seed, args.seed + args.seeds)
     train_key = lambda s: seed_keys(s)[1]  # noqa: E731 -- weight_decay.py's training key for --seed s
     lams = [float(v) for v in args.lambdas]

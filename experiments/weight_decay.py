@@ -9,8 +9,18 @@ import jax
 import jax.numpy as jnp
 
 from regjax import decayed_sgd, runner, scratch_sgd
+from regjax.base import Data, Model
 from regjax.data import seed_keys, weight_decay_data
 from regjax.models.adapters import scratch_linreg
+
+
+def weight_decay_problem(seed: int, n_train: int = 20, n_test: int = 100, num_inputs: int = 200,
+                         noise: float = 0.01, init_std: float = 1.0) -> "tuple[Data, Model]":
+    """D2L §3.7's problem as this experiment draws it for ``--seed``: the data from the seed's data key
+    (``regjax.data.weight_decay_data``) and the linear model with N(0, init_std²) weights. The training key is
+    ``seed_keys(seed)[1]``. ``sweep.py``, ``model_selection.py`` and the §3.7 answers train on it too."""
+    data = weight_decay_data(seed_keys(seed)[0], n_train, n_test, num_inputs, noise)
+    return data, scratch_linreg(num_inputs, weight_init=jax.nn.initializers.normal(init_std))
 
 
 def main(argv=None):
@@ -27,13 +37,13 @@ def main(argv=None):
         args = run.args
         run.set_dataset({"name": "synthetic_linear", "n_train": args.n_train, "n_test": args.n_test,
                          "d": args.num_inputs}, n_train=args.n_train)
-        data_key, train_key = seed_keys(args.seed)
-        data = weight_decay_data(data_key, args.n_train, args.n_test, args.num_inputs)
+        data, model = weight_decay_problem(args.seed, args.n_train, args.n_test, args.num_inputs,
+                                           init_std=args.init_std)
+        train_key = seed_keys(args.seed)[1]
         runner.distinct_values(args.lambdas, "--lambdas", run.error)
         names = [f"lambda={lam:g}" for lam in args.lambdas]
         if len(set(names)) != len(names):  # distinct, but alike in 6 digits (1e-7, 1.0000001e-7): name them fully
             names = [f"lambda={lam!r}" for lam in args.lambdas]
-        model = scratch_linreg(args.num_inputs, weight_init=jax.nn.initializers.normal(args.init_std))
         rows = {}
         # one optimizer object, λ injected: every λ shares one compiled epoch (programs are cached per optimizer)
         if args.impl == "scratch":  # λ/2‖w‖² in the loss, the scratch SGD step

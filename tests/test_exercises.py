@@ -14,7 +14,7 @@ import optax
 import pytest
 from jax.test_util import check_grads
 
-from exercise_answers.probes import hidden_variances, mlp_hidden, predict_with_dropout, without_biases
+from exercise_answers.probes import hidden_statistics, mlp_hidden, predict_with_dropout, without_biases
 from regjax.models import scratch
 from regjax.models.adapters import scratch_lenet_bn, scratch_mlp
 from regjax.optim import add_l1_decay, l1_decayed_sgd
@@ -76,13 +76,15 @@ def test_mlp_hidden_is_the_models_own_forward_pass_masks_included():
             hidden = mlp_hidden(params, x, rates=rates, key=key, train=train)
             out[train] = (hidden[-1] @ params["dense2"]["kernel"] + params["dense2"]["bias"],
                           scratch.mlp(params, x, key=key, train=train, rates=rates))
-        return out, hidden_variances(params, x, rates, key), jnp.var(mlp_hidden(params, x)[0])
+        hidden = mlp_hidden(params, x)[0]
+        return out, hidden_statistics(params, x, rates, key), (jnp.var(hidden), jnp.mean(hidden))
 
-    out, v, var0 = both(params, x, rates, key)
+    out, v, (var0, mean0) = both(params, x, rates, key)
     for logits, expected in out.values():
         np.testing.assert_allclose(logits, expected, rtol=1e-6)
-    assert v["eval"].shape == v["train"].shape == (2,)
-    np.testing.assert_allclose(v["eval"][0], var0, rtol=1e-6)
+    assert v["eval"].shape == v["train"].shape == v["mean"].shape == (2,)
+    np.testing.assert_allclose([v["eval"][0], v["mean"][0]], [var0, mean0], rtol=1e-6)
+    assert not np.allclose(v["train"], v["eval"])  # the masks change the variance
 
 
 def test_predict_with_dropout_without_dropout_is_the_eval_prediction():
@@ -91,11 +93,12 @@ def test_predict_with_dropout_without_dropout_is_the_eval_prediction():
     x = jax.random.normal(jax.random.key(1), (4, 6))
     eval_probs = jax.nn.softmax(model.apply(params, ms, x, train=False)[0])
     predict = jax.jit(lambda rate: predict_with_dropout(model, params, ms, x, {"rates": rate}, jax.random.key(2), 3))
-    one, mean = predict(jnp.array([0.0]))
-    np.testing.assert_allclose(one, eval_probs, rtol=1e-6)
-    np.testing.assert_allclose(mean, eval_probs, rtol=1e-6)
-    one, mean = predict(jnp.array([0.5]))
-    assert not np.allclose(one, eval_probs)
+    probs = predict(jnp.array([0.0]))
+    assert probs.shape == (3, 4, 3)
+    for one in probs:
+        np.testing.assert_allclose(one, eval_probs, rtol=1e-6)
+    probs = predict(jnp.array([0.5]))
+    assert not np.allclose(probs[0], eval_probs) and not np.allclose(probs[0], probs[1])  # fresh masks each pass
 
 
 def test_without_biases_removes_them_and_their_gradient():

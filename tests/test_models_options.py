@@ -169,7 +169,8 @@ def test_linen_and_nnx_train_through_fit_like_scratch(use_bn, bn_mode):
 # --- the one table ---------------------------------------------------------------------------------------------
 
 OPTIONS = {
-    "mlp": {"num_inputs": 12, "hidden": (8, 8), "num_outputs": 3, "rates": (0.2, 0.5), "weight_init": "he"},
+    "mlp": {"num_inputs": 12, "hidden": (8, 8), "num_outputs": 3, "rates": (0.2, 0.5), "weight_init": "he",
+            "activation": jax.nn.tanh},
     "lenet_bn": {"num_classes": 3, "image_shape": SHAPE[1:], "weight_init": "xavier",
                  "use_bn": (True, False, True, False), "bn_mode": "mean"},
     "softmax_regression": {"num_inputs": 12, "num_outputs": 3, "weight_init": "normal"},
@@ -179,9 +180,17 @@ OPTIONS = {
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_of_the_table_builds_in_every_version_from_the_same_options(name):
     assert set(MODELS[name]) == set(IMPLS) and set(OPTIONS) == set(MODELS)
-    layouts = {impl: build_model(name, impl, **OPTIONS[name]).init(KEY) for impl in IMPLS}
+    models = {impl: build_model(name, impl, **OPTIONS[name]) for impl in IMPLS}
+    layouts = {impl: m.init(KEY) for impl, m in models.items()}
+    x = jax.random.uniform(KEY, (2, *OPTIONS[name]["image_shape"]) if name == "lenet_bn"
+                           else (2, OPTIONS[name]["num_inputs"]))
+    params, state = layouts["scratch"]
+    expected = models["scratch"].apply(params, state, x, key=None, train=False)[0]
     for impl in ("linen", "nnx"):
         chex.assert_trees_all_equal_shapes_and_dtypes(layouts[impl], layouts["scratch"])
+        # every option reaches every version: the same parameters compute the same function
+        chex.assert_trees_all_close(models[impl].apply(params, state, x, key=None, train=False)[0], expected,
+                                    rtol=1e-5, atol=1e-6)
     assert jax.tree_util.tree_structure(build_model(name, "flax", **OPTIONS[name]).init(KEY)) == \
         jax.tree_util.tree_structure(layouts["linen"])
 

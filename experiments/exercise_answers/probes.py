@@ -4,7 +4,7 @@ LeNet-BN with the biases in front of its BatchNorm layers removed.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from regjax.base import Array, ArrayLike, Model, PRNGKey, PyTree
 from regjax.models.scratch import mlp_layers
 
-__all__ = ["mlp_hidden", "hidden_variances", "predict_with_dropout", "without_biases"]
+__all__ = ["mlp_hidden", "hidden_statistics", "predict_with_dropout", "without_biases"]
 
 
 def mlp_hidden(params: PyTree, x: ArrayLike, *, rates: Any = None, key: Optional[PRNGKey] = None,
@@ -23,25 +23,26 @@ def mlp_hidden(params: PyTree, x: ArrayLike, *, rates: Any = None, key: Optional
     return mlp_layers(params, x, rates=rates, key=key, train=train, activation=activation)[1]
 
 
-def hidden_variances(params: PyTree, x: ArrayLike, rates: Any, key: PRNGKey) -> dict:
-    """Per hidden layer, the variance over units and examples of its activations in eval mode (no dropout) and
-    in train mode (dropout masks drawn from ``key``): ``{'eval': (L,), 'train': (L,)}``. Vmappable."""
-    return {"eval": jnp.stack([jnp.var(h) for h in mlp_hidden(params, x)]),
-            "train": jnp.stack([jnp.var(h) for h in mlp_hidden(params, x, rates=rates, key=key, train=True)])}
+def hidden_statistics(params: PyTree, x: ArrayLike, rates: Any, key: PRNGKey) -> dict:
+    """Per hidden layer, over units and examples: the variance (``'eval'``) and mean (``'mean'``) of its
+    activations in eval mode (no dropout), and their variance with the dropout masks on, drawn from ``key``
+    (``'train'``); each of shape ``(L,)``. Vmappable (§5.6 ex. 3)."""
+    ev, tr = mlp_hidden(params, x), mlp_hidden(params, x, rates=rates, key=key, train=True)
+    return {"eval": jnp.stack([jnp.var(h) for h in ev]), "mean": jnp.stack([jnp.mean(h) for h in ev]),
+            "train": jnp.stack([jnp.var(h) for h in tr])}
 
 
 def predict_with_dropout(model: Model, params: PyTree, model_state: PyTree, x: ArrayLike, hparams: dict, key: PRNGKey,
-                         samples: int) -> Tuple[Array, Array]:
-    """Class probabilities with dropout left ON at test time: ``(one pass, mean of `samples` passes)``, each
-    pass a fresh set of masks from ``key`` (Monte-Carlo dropout). The deterministic eval-mode prediction is
-    what the expectation over masks approximates -- which is why dropout is switched off at test time."""
+                         samples: int) -> Array:
+    """Class probabilities with dropout left ON at test time, ``(samples, n, classes)``: pass ``i`` draws its
+    masks from ``split(key, samples)[i]`` (Monte-Carlo dropout). The deterministic eval-mode prediction is what
+    the mean over masks approximates -- which is why dropout is switched off at test time (§5.6 ex. 4)."""
 
     def one(k):
         logits, _ = model.apply(params, model_state, x, key=k, train=True, hparams=hparams)
         return jax.nn.softmax(logits)
 
-    probs = jax.lax.map(one, jax.random.split(key, samples))
-    return probs[0], probs.mean(axis=0)
+    return jax.lax.map(one, jax.random.split(key, samples))
 
 
 def without_biases(model: Model, layers: Sequence[str]) -> Model:

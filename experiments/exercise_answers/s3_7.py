@@ -10,11 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from regjax import decayed_sgd, l1_decayed_sgd, l2_penalty
-from regjax.data import seed_keys, weight_decay_data
 from regjax.engine import grid
-from regjax.models.adapters import scratch_linreg
 from regjax.plots import plot_panels
 from regjax.selection import ridge_closed_form, select_lambda
+from weight_decay import weight_decay_problem
 
 from .common import SCRATCH_SGD, answer, loss_against, seeds_of, stats, table, tiny, trend
 
@@ -26,8 +25,7 @@ LAMBDAS = [0.0] + [3.0 * 10 ** (j / 4) for j in range(-5, 10)]          # §3.7'
 def section(run):
     args = run.args
     run.set_dataset({"name": "synthetic_linear (D2L §3.7)", "n_train": 20, "n_test": 100, "d": 200}, n_train=20)
-    data = weight_decay_data(seed_keys(args.seed)[0], noise=NOISE)  # as experiments/weight_decay.py draws it
-    model = scratch_linreg(200, weight_init=jax.nn.initializers.normal(1.0))
+    data, model = weight_decay_problem(args.seed, noise=NOISE)
     seeds, lam = seeds_of(args), np.asarray(LAMBDAS)
     epochs = tiny(run, args.epochs, 3)
     out = []

@@ -127,7 +127,8 @@ def section(run):
         for label, ep, dest in (("", epochs_b, rows_b), (" same steps", max(1, round(steps_fixed / k)), rows_s)):
             r = run.sweep(f"4.4 batch {b}{label}", model, SCRATCH_SGD, data, grid(seeds, lr=D2L_LR), epochs=ep,
                           batch_size=b, progress_every=ep, checkpoint_interval_s=60.0)
-            dest.append((b, ep * k, *seed_stats(r.final("train_loss"))[:2], *seed_stats(r.final("test_loss"))[:2],
+            train, test = seed_stats(r.final("train_loss")), seed_stats(r.final("test_loss"))
+            dest.append((b, ep * k, train.mean, train.std, test.mean, test.std,
                          float(np.nanmean(r.final("test_accuracy")))))
     rb, rs = np.array([r[1:] for r in rows_b], float), np.array([r[1:] for r in rows_s], float)
     train_label = "train (mean over the last epoch's steps)"

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from regjax.engine.memory import peak_bytes
+from regjax.engine import peak_bytes
 
 from .common import answer, in_book_order, table, timed, tiny
 

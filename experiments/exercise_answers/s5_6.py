@@ -27,7 +27,7 @@ from regjax.noise import dropconnect, gaussian_dropout
 from regjax.plots import plot_heatmap, plot_panels
 
 from .common import SCRATCH_SGD, answer, in_book_order, pair, paired, sample_std, signed, table, tiny
-from .probes import mlp_hidden
+from .probes import hidden_statistics, predict_with_dropout
 
 SECTION, TITLE = "5.6", "Dropout"
 RATES = [0.0, 0.2, 0.5, 0.8]
@@ -215,21 +215,13 @@ def _ex1_rates(ctx, model):
                    d2l_minus_switched=[ds["mean"], ds["se"]])], acc
 
 
-def _layer_stats(params, x, rates, key) -> dict:
-    """Per hidden layer, over units and examples: the variance and mean of its activations in eval mode (no
-    dropout) and the variance with the dropout masks on (drawn from ``key``). Vmappable."""
-    ev, tr = mlp_hidden(params, x), mlp_hidden(params, x, rates=rates, key=key, train=True)
-    return {"eval": jnp.stack([jnp.var(h) for h in ev]), "mean": jnp.stack([jnp.mean(h) for h in ev]),
-            "train": jnp.stack([jnp.var(h) for h in tr])}
-
-
 def _ex2_3_long(ctx, model, long_epochs, epochs):
     run, data = ctx["run"], ctx["data"]
     long_members = grid(ctx["seeds"], rates=[NONE, D2L_RATES], lr=run.args.mlp_lr)
     probe_x = jnp.asarray(data[0][:512])
     ctx["probe_n"] = len(probe_x)
     variances = []
-    probe = jax.jit(jax.vmap(_layer_stats, in_axes=(0, None, 0, None)))
+    probe = jax.jit(jax.vmap(hidden_statistics, in_axes=(0, None, 0, None)))
 
     def measure(epoch, state, history):
         variances.append(jax.device_get(probe(state.params, probe_x, long_members.hparams["rates"],
@@ -496,8 +488,7 @@ def _dropout_at_test_time(model, run, data, state, members, i):
     logits, _ = model.apply(params, {}, x, key=None, train=False, hparams=hp)
     eval_acc = float((np.asarray(logits).argmax(-1) == y).mean())
     counts = tiny(run, [1, 2, 4, 8, 16, 32, 64], [1, 2])
-    one = lambda k: jax.nn.softmax(model.apply(params, {}, x, key=k, train=True, hparams=hp)[0])
-    probs = np.asarray(jax.lax.map(one, jax.random.split(jax.random.key(run.args.seed + 7), counts[-1])))
+    probs = np.asarray(predict_with_dropout(model, params, {}, x, hp, jax.random.key(run.args.seed + 7), counts[-1]))
     single = (probs.argmax(-1) == y).mean(axis=1)
     accs = [float((probs[:n].mean(axis=0).argmax(-1) == y).mean()) for n in counts]
     plot = plot_panels([{"series": {"masks on, averaged": (counts, accs), "eval mode": (counts, [eval_acc] * len(counts)),

@@ -29,8 +29,8 @@ from kaggle_house.answers import EXERCISES, answer_exercises, house_plots  # noq
 from kaggle_house.study import (  # noqa: E402
     all_rows,
     axes_of,
-    build_model,
-    build_optimizer,
+    house_model,
+    house_optimizer,
     cross_validate_house,
     fold_ensemble,
     house_folds,
@@ -115,8 +115,8 @@ def main(argv=None):
         chosen = _report(run, cv, choice)
         ensemble = fold_ensemble(model, cv, folds, choice, args.target)
         x, y, x_test, names = all_rows(data.train, data.test, **options)
-        whole = build_model(args, x.shape[1])
-        state, history = run.fit("all_rows", whole, build_optimizer(args), (x, y, x, y), epochs=args.epochs,
+        whole = house_model(args, x.shape[1])
+        state, history = run.fit("all_rows", whole, house_optimizer(args), (x, y, x, y), epochs=args.epochs,
                                  hparams=cv.configs[choice], loss="squared", progress_every=max(1, args.epochs // 5))
         single = predict_prices(whole, state.params, x_test, args.target, state.model_state)
         ids = data.test["Id"].to_numpy()

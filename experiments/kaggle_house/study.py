@@ -46,7 +46,7 @@ from regjax.selection import CrossValidation, cross_validate, ridge_closed_form
 
 __all__ = ["TARGETS", "log_rmse", "output_log_rmse", "half_mse_log", "HouseFolds", "house_folds", "all_rows",
            "targets", "to_prices", "predict_prices", "member_log_rmse", "fold_ensemble", "write_submission", "ridge_cv",
-           "missing_not_at_random", "load_house", "build_model", "build_optimizer", "axes_of", "cross_validate_house",
+           "missing_not_at_random", "load_house", "house_model", "house_optimizer", "axes_of", "cross_validate_house",
            "best_line"]
 
 TARGETS = ("log", "raw")
@@ -237,14 +237,14 @@ def load_house(run: Any) -> HouseData:
     return data
 
 
-def build_model(args: argparse.Namespace, num_inputs: int) -> Model:
+def house_model(args: argparse.Namespace, num_inputs: int) -> Model:
     """D2L's linear regression, or an MLP (ReLU, He init, one output) whose dropout rates the sweep may vary."""
     if args.model == "linear":
         return scratch_linreg(num_inputs)
     return scratch_mlp(num_inputs, tuple(args.hidden), 1, rates=(0.0,) * len(args.hidden), weight_init="he")
 
 
-def build_optimizer(args: argparse.Namespace) -> Any:
+def house_optimizer(args: argparse.Namespace) -> Any:
     """Adam + L2 (``torch.optim.Adam(weight_decay=λ)``, the Chinese edition) or SGD with weight decay; both
     take ``lr`` and ``weight_decay`` as (sweepable) hyperparameters and decay the weights only."""
     return (adam_l2 if args.optimizer == "adam" else decayed_sgd)(args.lrs[0], 0.0)
@@ -268,10 +268,10 @@ def cross_validate_house(run: Any, name: str, train: Any, test: Any, axes: dict,
     args = model_args or run.args
     folds: HouseFolds = house_folds(train, test, args.k, jax.random.key(args.seed), leaky=leaky,
                                     standardize=standardize, missing=missing, target=target)
-    model = build_model(args, folds.data[0].shape[-1])
+    model = house_model(args, folds.data[0].shape[-1])
     seeds = list(range(args.seed, args.seed + args.seeds))
     cv: CrossValidation = cross_validate(
-        model, build_optimizer(args), folds.data, axes, epochs=args.epochs, batch_size=args.batch_size,
+        model, house_optimizer(args), folds.data, axes, epochs=args.epochs, batch_size=args.batch_size,
         seeds=seeds, simplest="weight_decay", loss="squared", metric="log_rmse",
         score=lambda result: member_log_rmse(model, result, folds, target),
         train=functools.partial(run.sweep, name, progress_every=max(1, args.epochs // 5)))

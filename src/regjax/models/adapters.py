@@ -143,7 +143,8 @@ def canonical_impl(impl: str) -> str:
     """``impl`` with its alias resolved (``'flax'`` is ``'linen'``); anything else is a ``ValueError``."""
     impl = ALIASES.get(impl, impl)
     if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {list(IMPLS)} (or 'flax', an alias of 'linen'), got {impl!r}")
+        aliases = ", ".join(f"{a!r}, an alias of {b!r}" for a, b in ALIASES.items())
+        raise ValueError(f"impl must be one of {list(IMPLS)} (or {aliases}), got {impl!r}")
     return impl
 
 
@@ -158,11 +159,12 @@ def _nnx_modules():
 MODELS: Dict[str, Dict[str, Callable[..., Model]]] = {
     "mlp": {
         "scratch": scratch_mlp,
-        "linen": lambda *, num_inputs, hidden, num_outputs, rates, weight_init: linen_model(
-            linen.DropoutMLP(tuple(hidden), num_outputs, tuple(rates), weight_init), jnp.zeros((1, num_inputs))),
-        "nnx": lambda *, num_inputs, hidden, num_outputs, rates, weight_init: nnx_model(
+        "linen": lambda *, num_inputs, hidden, num_outputs, rates, weight_init, activation: linen_model(
+            linen.DropoutMLP(tuple(hidden), num_outputs, tuple(rates), weight_init, activation),
+            jnp.zeros((1, num_inputs))),
+        "nnx": lambda *, num_inputs, hidden, num_outputs, rates, weight_init, activation: nnx_model(
             lambda rngs: _nnx_modules().DropoutMLP(num_inputs, tuple(hidden), num_outputs, tuple(rates), weight_init,
-                                                   rngs=rngs)),
+                                                   activation, rngs=rngs)),
     },
     "lenet_bn": {
         "scratch": scratch_lenet_bn,
@@ -191,12 +193,12 @@ def build_model(name: str, impl: str, **options: Any) -> Model:
 
 
 def mlp_model(impl: str, num_inputs: int, hidden: Sequence[int] = (256, 256), num_outputs: int = 10,
-              rates: Any = (0.2, 0.5), weight_init: Any = "normal") -> Model:
+              rates: Any = (0.2, 0.5), weight_init: Any = "normal", activation: Callable = jax.nn.relu) -> Model:
     """D2L §5.6's dropout MLP ``num_inputs``-``hidden``-``num_outputs``, ``impl`` ``'scratch'`` (rates sweepable),
     ``'linen'`` or ``'nnx'``. ``rates[i]``: the drop probability after hidden layer ``i``; ``weight_init``: a name
-    in ``regjax.models.INITIALIZERS`` or an initializer."""
+    in ``regjax.models.INITIALIZERS`` or an initializer; ``activation``: of every hidden layer (ReLU)."""
     return build_model("mlp", impl, num_inputs=num_inputs, hidden=hidden, num_outputs=num_outputs, rates=rates,
-                       weight_init=weight_init)
+                       weight_init=weight_init, activation=activation)
 
 
 def lenet_bn_model(impl: str, num_classes: int = 10, image_shape: Sequence[int] = (28, 28, 1), use_bn: Any = True,

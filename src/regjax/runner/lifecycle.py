@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional
 
 from regjax.checkpoint import CheckpointError, CheckpointWriter
+from regjax.engine import Diverged
 from regjax.report import Progress, environment, write_json_atomic
 
 __all__ = ["Terminated", "Lifecycle", "EXIT_CODES", "FINAL", "script", "exit_finished"]
@@ -184,8 +185,6 @@ class Lifecycle:
     def end(self, exc: Optional[BaseException]) -> bool:
         """Record how the run ended and leave with its exit code (``SystemExit``); ``False`` lets an
         unexpected error propagate (exit 1, traceback) after recording it."""
-        from regjax.engine import Diverged
-
         if exc is None:
             if self.status != "completed":
                 self.finish({})

@@ -37,7 +37,6 @@ class Run(Lifecycle):
                   for k, v in vars(self.args).items()}
         super().__init__(experiment, Path(self.args.out), self.args.quiet, config, parser.error)
         self.devices = Devices()
-        self.extra = {"devices": self.devices.count, "processes": self.devices.processes}
         self.plan = ResumePlan()
         self.ds: Optional[Dataset] = None
         self._slugs: dict = {}
@@ -55,7 +54,7 @@ class Run(Lifecycle):
                 self._check_out()
                 self._lock()
             self.devices = setup_devices(self.args, self.error)
-            self.extra = {"devices": self.devices.count, "processes": self.devices.processes}
+            self.extra = {"devices": self.devices.count, "processes": self.devices.processes}  # into results.json
             self.primary = self.devices.primary
             if not self.primary:  # the others train in lockstep but write and print nothing
                 import jax
@@ -236,11 +235,13 @@ class Run(Lifecycle):
         return epochs
 
     def plot_histories(self, filename: str, title: str) -> Path:
-        """The loss and accuracy curves of every variant this run trained (``regjax.plots.plot_histories``) as
-        ``<out>/<filename>``; the path is said and returned (list it in ``finish``'s ``plots``)."""
+        """The loss and accuracy curves of every variant this run trained with ``fit`` (one member each; a sweep's
+        curves are its own plot's) as ``<out>/<filename>`` (``regjax.plots.plot_histories``); the path is said and
+        returned (list it in ``finish``'s ``plots``)."""
         from regjax.plots import plot_histories
 
-        plot = plot_histories(self.histories, self.out / filename, title)
+        runs = {name: h for name, h in self.histories.items() if h.num_members == 1}
+        plot = plot_histories(runs, self.out / filename, title)
         self.say(f"plot: {plot}")
         return plot
 
