@@ -341,3 +341,19 @@ def test_a_model_with_a_list_of_hparam_names_trains_and_a_member_mesh_is_no_data
     with pytest.raises(ValueError, match="data_mesh must have the one axis 'data'"):
         fit(base, SGD, digits, epochs=1, batch_size=64, key=jax.random.key(0), hparams={"lr": 0.1},
             data_mesh=member_mesh(1))
+
+
+def test_a_raw_uint32_key_is_one_run_key_and_a_stack_of_them_is_members():
+    """jax.random.PRNGKey(0) -- raw key data of shape (2,), D2L's JAX edition's spelling -- seeds one run exactly
+    like the typed key it holds; a stack of raw keys (N, 2) is N members, as a typed (N,) array is."""
+    x = jax.random.normal(jax.random.key(0), (20, 3))
+    data, model = (x, x.sum(1), x, x.sum(1)), scratch_linreg(3)
+    common = dict(epochs=2, batch_size=5, loss="squared", hparams={"lr": 0.1})
+    _, raw = fit(model, SGD, data, key=jax.random.PRNGKey(0), **common)
+    _, typed = fit(model, SGD, data, key=jax.random.wrap_key_data(jax.random.PRNGKey(0)), **common)
+    assert raw.test_loss == typed.test_loss
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    stacked = init_state(model, SGD, keys)
+    assert stacked.params["dense0"]["kernel"].shape == (4, 3, 1)
+    np.testing.assert_allclose(stacked.params["dense0"]["kernel"][2],  # compiled normal draws: 1 ulp apart at most
+                               init_state(model, SGD, keys[2]).params["dense0"]["kernel"], rtol=1e-6)
