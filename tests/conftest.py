@@ -44,7 +44,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 # The longest files first: with two workers taking whole files (--dist loadfile), starting the long ones early
 # keeps one worker from finishing alone with a long file at the end.
 LONG_FIRST = ("test_parallel.py", "test_benchmarks.py", "test_cli.py", "test_sweep.py", "test_experiments.py",
-              "test_train.py", "test_house.py")
+              "test_train.py", "test_house.py", "test_models_options.py")
 
 
 def pytest_collection_modifyitems(items):
