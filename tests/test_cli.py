@@ -12,6 +12,7 @@ import pytest
 
 from regjax.checkpoint import read_checkpoint
 from tests.helpers import child_env as _env
+from regjax import runner
 from tests.helpers import load_experiment as _load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +21,8 @@ SMALL = ["--dataset", "digits", "--hidden", "32", "32"]
 
 
 def _exit_code(capsys, argv, name="dropout_mlp"):
-    with pytest.raises(SystemExit) as exc:
+    """The command line's end of ``main(argv)``, in this process (``runner.command_line``, as ``script`` runs it)."""
+    with runner.command_line(), pytest.raises(SystemExit) as exc:
         _load(name).main(argv)
     return exc.value.code, capsys.readouterr()
 
@@ -300,3 +302,23 @@ def test_a_process_other_than_0_resumes_from_the_shared_folder_and_writes_nothin
     assert seen["out"] != out and not seen["out"].exists()  # its own temporary folder, removed at the end
     after = {p.name: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     assert after == before  # nothing in the shared folder was touched
+
+
+# ---- the same refusals and ends from Python (a notebook's main([...])): exceptions, never SystemExit ----------
+def test_main_from_python_raises_exceptions_naming_the_experiment_never_system_exit(tmp_path, capsys):
+    from regjax.engine import Diverged
+
+    main = _load("dropout_mlp").main
+    with pytest.raises(runner.UsageError, match=r"^dropout_mlp: argument --rates: must be a probability in \[0, 1\], "
+                                                r"got 1.5$"):
+        main(["--rates", "1.5", "0.5"])
+    with pytest.raises(runner.UsageError, match="^dropout_mlp: --batch-size 5000 exceeds the 1347 training examples"):
+        main([*SMALL, "--batch-size", "5000", "--out", str(tmp_path / "big")])
+    with pytest.raises(runner.HelpShown):
+        main(["--help"])
+    assert "--rates" in capsys.readouterr().out
+    out = tmp_path / "nan"
+    with pytest.raises(Diverged, match=r"^dropout_mlp: \[dropout\] training diverged: .* \(results: .*results.json\)"):
+        main([*SMALL, "--lr", "1e30", "--epochs", "2", "--out", str(out), "--quiet"])
+    assert json.loads((out / "results.json").read_text())["status"] == "diverged"
+    assert not runner.on_command_line()

@@ -24,6 +24,7 @@ from kaggle_house.study import (
     output_log_rmse,
     write_submission,
 )
+from regjax import runner
 from regjax.models.adapters import scratch_linreg
 from regjax.optim import adam_l2
 from regjax.selection import cross_validate
@@ -223,14 +224,14 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path, cli_run, capsys):
              (["--dropouts", "0.5"], "apply to --model mlp"), (["--target", "price"], "invalid choice"),
              (["--lr", "0.1"], "use --lrs 0.1")]
     for argv, words in cases:
-        with pytest.raises(SystemExit) as err:
+        with runner.command_line(), pytest.raises(SystemExit) as err:
             main(["--data-dir", data, "--out", str(tmp_path / "o"), *argv])
         err_text = capsys.readouterr().err
         assert err.value.code == 2 and words in err_text and len(err_text.strip().splitlines()) == 1, argv
     bad = tmp_path / "bad"
     train, _ = write_house_csvs(bad)
     train.write_text(train.read_text()[:-200])                    # truncated mid-row
-    with pytest.raises(SystemExit) as err:
+    with runner.command_line(), pytest.raises(SystemExit) as err:
         main(["--data-dir", str(bad), "--out", str(tmp_path / "o2")])
     assert err.value.code == 2 and str(train) in capsys.readouterr().err
     assert not (tmp_path / "o2" / "results.json").exists()

@@ -207,5 +207,5 @@ def test_the_cli_takes_the_adapters_alias_of_linen(tmp_path):
     assert p.parse_args(["--impl", "flax"]).impl == "linen"
     assert p.parse_args([]).impl == "scratch"
     only_scratch = runner.parser("d", epochs=1, lr=0.1, batch_size=8, out=str(tmp_path), impls=("scratch",))
-    with pytest.raises(SystemExit):
+    with pytest.raises(runner.UsageError, match="--impl: invalid choice: 'flax'"):
         only_scratch.parse_args(["--impl", "flax"])

@@ -44,7 +44,7 @@ def test_presets_set_the_editions_defaults_and_explicit_flags_win(name, zh, en):
 
 
 def test_a_wrong_preset_is_refused_naming_the_choices(capsys):
-    with pytest.raises(SystemExit) as exc:
+    with runner.command_line(), pytest.raises(SystemExit) as exc:
         load_experiment("batch_norm").main(["--preset", "zh-v1"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "--preset" in err and "'zh-v2', 'en'" in err

@@ -12,13 +12,15 @@ import pytest
 
 from regjax.data import write_idx
 from regjax.data.fashion_mnist import FILES
+from regjax import runner
 from tests.helpers import load_experiment
 
 SMALL = ["--dataset", "digits", "--hidden", "16", "16", "--epochs", "1", "--batch-size", "64"]
 
 
 def _refused(capsys, argv, name="dropout_mlp", warnings=0):
-    with pytest.raises(SystemExit) as exc:
+    """The command line's refusal of ``main(argv)`` (``runner.command_line``, as ``script`` runs it)."""
+    with runner.command_line(), pytest.raises(SystemExit) as exc:
         load_experiment(name).main(argv)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.strip().splitlines()) == 1 + warnings, err
@@ -108,7 +110,7 @@ def test_sighup_is_recorded_like_sigterm(tmp_path, capsys):
     run.install_signals()
     try:
         run.start()
-        with pytest.raises(SystemExit) as exc:
+        with runner.command_line(), pytest.raises(SystemExit) as exc:
             try:
                 os.kill(os.getpid(), signal.SIGHUP)
             except BaseException as err:                   # what Run.__exit__ hands to end()
@@ -199,7 +201,7 @@ def test_the_final_write_interrupted_leaves_interrupted_not_running(tmp_path, mo
         return real(path, obj)
 
     monkeypatch.setattr(lifecycle, "write_json_atomic", interrupted_once)
-    with pytest.raises(SystemExit) as exc:
+    with runner.command_line(), pytest.raises(SystemExit) as exc:
         try:
             run.finish({})
         except KeyboardInterrupt as err:
@@ -282,7 +284,7 @@ def test_resume_compares_every_dataset_a_run_set_in_order(tmp_path, capsys):
     run([], [first, second])
     assert json.loads((tmp_path / "out" / "checkpoints" / "run.json").read_text())["datasets"] == [first, second]
     run(["--resume"], [first, second])
-    with pytest.raises(SystemExit) as exc:
+    with runner.command_line(), pytest.raises(SystemExit) as exc:
         run(["--resume"], [first, {"name": "digits", "n_train": 999}])
     assert exc.value.code == 2 and "other data (n_train: 1347, now 999)" in capsys.readouterr().err
 

@@ -25,7 +25,7 @@ from regjax.engine import fit
 from regjax.models.adapters import lenet_bn_model, mlp_model
 from regjax.optim import sgd
 from regjax.parallel import data_mesh, member_mesh
-from regjax.runner import prepare_images
+from regjax.data import prepare_images
 from regjax.optim import scratch_sgd  # noqa: E402
 
 SGD = scratch_sgd(0.1)  # the from-scratch SGD step; each test's learning rate comes in hparams
@@ -106,6 +106,8 @@ try:
 except ValueError as err:
     out["indivisible"] = str(err)
 # the CLI: --devices 8 equals --devices 1, and device counts it cannot use are refused (one line, exit 2)
+from regjax.runner import command_line  # noqa: E402
+
 main = runpy.run_path(str(Path(__file__).resolve().parents[2] / "experiments" / "batch_norm.py"))["main"]
 folder = Path(tempfile.mkdtemp())
 out["cli_runs"] = {}
@@ -117,7 +119,7 @@ for n in ("8", "1"):
 out["cli_refusals"] = {}
 for name, argv in (("16 devices", ["--devices", "16"]), ("batch 100", ["--devices", "8", "--batch-size", "100"])):
     err = io.StringIO()
-    with contextlib.redirect_stderr(err):
+    with contextlib.redirect_stderr(err), command_line():  # as runner.script runs a CLI's main
         try:
             main(["--dataset", "digits", *argv, "--out", str(folder / "x")])
             code = 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import logging
 import os
 import time
 import urllib.error
@@ -154,9 +155,15 @@ def _from_tfds(tfds_data_dir) -> dict:
     import tensorflow_datasets as tfds  # lazy: slow import, and only this route needs it
 
     arrays = {}
-    for split in ("train", "test"):
-        source = tfds.data_source("fashion_mnist", split=split, data_dir=tfds_data_dir, download=False,
-                                  try_gcs=False)
+    absl = logging.getLogger("absl")  # TFDS logs its own failed lookups; this route's failure is reported once
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        sources = {split: tfds.data_source("fashion_mnist", split=split, data_dir=tfds_data_dir, download=False,
+                                           try_gcs=False) for split in ("train", "test")}
+    finally:
+        absl.setLevel(level)
+    for split, source in sources.items():
         examples = [source[i] for i in range(len(source))]  # decoded once, then cached as .npz
         arrays[f"x_{split}"] = np.stack([np.asarray(e["image"]).reshape(28, 28) for e in examples]).astype(np.uint8)
         arrays[f"y_{split}"] = np.asarray([e["label"] for e in examples], dtype=np.uint8)

@@ -127,6 +127,20 @@ class History:
         """Member ``member``'s metrics after the last epoch (``None`` for a metric the task does not have)."""
         return {name: None if getattr(self, name) is None else getattr(self, name)[member][-1] for name in METRICS}
 
+    def __repr__(self) -> str:
+        """A line, not the numbers: ``History(1 member, 10 epochs, completed: train loss 0.3102, test loss
+        0.3561, test accuracy 0.8712)``; a sweep's gives its best member's test loss and how many diverged."""
+        head = f"History({self.num_members} member{'s' * (self.num_members != 1)}, {self.epochs} epochs, {self.status}"
+        if not self.epochs:
+            return head + ")"
+        if self.num_members == 1:
+            last = ", ".join(f"{name.replace('_', ' ')} {value:.4g}" for name, value in self.final().items()
+                             if value is not None)
+            return f"{head}: {last})"
+        test = self.metric("test_loss")[-1]
+        best = f"best test loss {np.nanmin(test):.4g}" if np.isfinite(test).any() else "no finite test loss"
+        return f"{head}, {int((~self.alive).sum())} diverged: {best})"
+
     def member_status(self) -> list:
         done = self.status in ("completed", "diverged")
         return ["diverged" if d is not None else ("completed" if done else self.status) for d in self.diverged_epoch]

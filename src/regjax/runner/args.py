@@ -1,30 +1,80 @@
 """The command line every experiment shares: the parser with the common flags, and argument types that refuse
-bad values in one line (exit 2) before anything is computed."""
+bad values before anything is computed -- on the command line in one line and exit 2, from Python (an experiment's
+``main([...])`` in a notebook) as a ``UsageError`` naming the experiment and the problem.
+
+Which of the two an experiment is in is the one piece of state here: ``command_line()``, the context
+``runner.script`` runs a CLI's ``main`` in. Outside it nothing ends the process."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Optional, Sequence
 
 import numpy as np
 
+from regjax.data.images import IMAGE_DATASETS
 from regjax.models.adapters import ALIASES
 
 __all__ = ["parser", "add_presets", "peek_choice", "positive_int", "nonnegative_int", "seed", "positive_float", "nonnegative_float",
-           "rate", "device_count", "out_folder", "distinct_values", "IMAGE_DATASETS", "INT_MAX"]
+           "rate", "device_count", "out_folder", "distinct_values", "IMAGE_DATASETS", "INT_MAX", "UsageError",
+           "HelpShown", "command_line", "on_command_line", "refuse"]
 
-IMAGE_DATASETS = ("fashion_mnist", "digits")
 INT_MAX = 2 ** 31 - 1   # counts and sizes above this are typos, and would overflow int32 shapes and indices
+
+
+class UsageError(ValueError):
+    """A bad argument (or data asked for by name that cannot be had), refused before anything trains: what a
+    command line reports in one line with exit 2, raised when an experiment's ``main`` is called from Python."""
+
+
+class HelpShown(Exception):
+    """``main(["--help"])`` from Python: the help is printed and nothing runs."""
+
+
+_COMMAND_LINE = contextvars.ContextVar("regjax.runner.command_line", default=False)
+
+
+@contextlib.contextmanager
+def command_line() -> Iterator[None]:
+    """Run what is inside as the command line does: a refusal prints one line and exits 2, and the end of a run
+    leaves with its exit code (``regjax.runner.lifecycle``). ``runner.script`` runs a CLI's ``main`` in it."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def on_command_line() -> bool:
+    return _COMMAND_LINE.get()
+
+
+def refuse(prog: str, message: str) -> NoReturn:
+    """A refusal: ``prog: error: message`` on stderr and exit 2 on the command line, else ``UsageError``."""
+    if on_command_line():
+        print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+    raise UsageError(f"{prog}: {message}")
 
 
 class _Parser(argparse.ArgumentParser):
     presets: Optional[dict] = None
 
     def error(self, message):
-        """One line, exit 2 -- no usage block to scroll past (``--help`` has it)."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        """One line, exit 2 -- no usage block to scroll past (``--help`` has it); from Python, ``UsageError``."""
+        refuse(self.prog, message)
+
+    def exit(self, status=0, message=None):
+        """``--help`` from Python raises ``HelpShown`` (the help is printed) instead of leaving the process."""
+        if on_command_line() or status:
+            super().exit(status, message)
+        if message:
+            print(message, file=sys.stderr, end="")
+        raise HelpShown(f"{self.prog}: the help is printed above; nothing ran")
 
     def parse_known_args(self, args=None, namespace=None):
         """With presets: ``--preset``'s settings become the defaults first, so flags given explicitly win."""

@@ -1,49 +1,24 @@
-"""Image data for the experiments and their epoch policy: Fashion-MNIST with the loud fallback to the bundled
-digits, float arrays shaped for MLPs or CNNs, and ``--epochs`` that match D2L's SGD steps on a smaller set."""
+"""The image experiments' epoch policy -- ``--epochs`` that match D2L's SGD steps on a smaller set -- and
+``fail``, the refusal with an exit code of the command line."""
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import NoReturn, Optional, Sequence
+from typing import NoReturn
 
-import numpy as np
+from regjax.data import Dataset
+from regjax.runner.args import UsageError, on_command_line
 
-from regjax.base import Data
-from regjax.data import (
-    Dataset,
-    DataUnavailableError,
-    flatten_images,
-    images_to_float_on_device,
-    load_digits,
-    load_fashion_mnist,
-    to_nhwc,
-)
-
-__all__ = ["load_images", "prepare_images", "resolve_epochs", "fail"]
+__all__ = ["resolve_epochs", "fail"]
 
 
 def fail(code: int, message: str) -> NoReturn:
-    """Print ``message`` to stderr and leave with ``code``."""
-    print(message, file=sys.stderr, flush=True)
-    raise SystemExit(code)
+    """On the command line: ``message`` on stderr and exit ``code``; from Python: ``UsageError(message)``."""
+    if on_command_line():
+        import sys
 
-
-def load_images(args: argparse.Namespace) -> Dataset:
-    """Fashion-MNIST, or -- only when the user did not pass ``--dataset`` -- the digits with a loud warning."""
-    if args.dataset == "digits":
-        if args.data_dir is not None:
-            fail(2, "--data-dir applies to Fashion-MNIST; it cannot be combined with --dataset digits")
-        return load_digits()
-    try:
-        return load_fashion_mnist(args.data_dir)
-    except (DataUnavailableError, FileNotFoundError) as err:
-        if args.dataset == "fashion_mnist" or args.data_dir is not None:  # asked for explicitly: no fallback
-            fail(2, f"error: {err}")
-        banner = "!" * 78
-        print(f"{banner}\nWARNING: Fashion-MNIST could not be obtained; FALLING BACK to the bundled scikit-learn "
-              f"digits (8x8).\nResults are NOT comparable with D2L's Fashion-MNIST figures; results.json records "
-              f"the dataset.\n{err}\n{banner}", file=sys.stderr, flush=True)
-        return load_digits()
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(code)
+    raise UsageError(message)
 
 
 def resolve_epochs(args: argparse.Namespace, ds: Dataset, n_train: int) -> int:
@@ -55,24 +30,3 @@ def resolve_epochs(args: argparse.Namespace, ds: Dataset, n_train: int) -> int:
         return args.reference_epochs
     steps = args.reference_epochs * -(-60000 // args.batch_size)
     return -(-steps // -(-n_train // args.batch_size))
-
-
-def prepare_images(ds: Dataset, *, flatten: bool, train_size: Optional[int] = None,
-                   image_size: Optional[Sequence[int]] = None) -> Data:
-    """Float32 JAX arrays on the default device for training, pixels in [0, 1]: flattened (MLPs) or NHWC (CNNs,
-    optionally resized to ``image_size``); labels int32 NumPy arrays."""
-    import jax
-
-    x_train, y_train = ds.x_train, ds.y_train
-    if train_size is not None:
-        x_train, y_train = x_train[:train_size], y_train[:train_size]
-    out = []
-    for x in (x_train, ds.x_test):
-        if flatten:  # shaped on the host (a view), converted on the device (no float32 host copy)
-            x = images_to_float_on_device(flatten_images(x))
-        else:
-            x = images_to_float_on_device(to_nhwc(x))
-            if image_size is not None and x.shape[1:3] != tuple(image_size):
-                x = jax.image.resize(x, (x.shape[0], *image_size, x.shape[-1]), "bilinear")
-        out.append(x)
-    return out[0], np.asarray(y_train, np.int32), out[1], np.asarray(ds.y_test, np.int32)

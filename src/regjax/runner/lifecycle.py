@@ -25,6 +25,7 @@ from typing import Any, Callable, NoReturn, Optional
 
 from regjax.checkpoint import CheckpointError, CheckpointWriter
 from regjax.engine import Diverged
+from regjax.runner.args import UsageError, command_line, on_command_line
 from regjax.report import Progress, environment, write_json_atomic
 
 __all__ = ["Terminated", "Lifecycle", "EXIT_CODES", "FINAL", "script", "exit_finished"]
@@ -183,15 +184,19 @@ class Lifecycle:
 
     # ---- the end of a run ------------------------------------------------------------------------------
     def end(self, exc: Optional[BaseException]) -> bool:
-        """Record how the run ended and leave with its exit code (``SystemExit``); ``False`` lets an
-        unexpected error propagate (exit 1, traceback) after recording it."""
+        """Record how the run ended. On the command line, leave with its exit code (``SystemExit``); from Python
+        (``main([...])``), let the exception go on -- ``KeyboardInterrupt``, ``Diverged`` named with the experiment
+        and variant, ``UsageError`` for a refusal. ``False`` lets an unexpected error propagate (exit 1,
+        traceback) after recording it."""
         if exc is None:
             if self.status != "completed":
                 self.finish({})
             return False
-        if isinstance(exc, SystemExit):
+        if isinstance(exc, (SystemExit, UsageError)):  # a refusal already made (one line and exit, or UsageError)
             if self.training and self.status not in FINAL:
-                self._write("failed", {"error": f"exit {exc.code}"}, exit_code=exc.code)
+                code = exc.code if isinstance(exc, SystemExit) else 2
+                self._write("failed", {"error": f"exit {code}" if isinstance(exc, SystemExit) else str(exc)},
+                            exit_code=code)
             return False
         if isinstance(exc, (KeyboardInterrupt, Terminated)):
             code = 130 if isinstance(exc, KeyboardInterrupt) else 128 + exc.signum
@@ -202,6 +207,8 @@ class Lifecycle:
             print(f"\ninterrupted ({INTERRUPT_CODES.get(code, code)}); completed: {done}."
                   + (f"\nresults: {path}\ncontinue with the same command and --resume" if path else ""),
                   file=sys.stderr, flush=True)
+            if not on_command_line():
+                return False
             raise SystemExit(code) from None
         if isinstance(exc, FloatingPointError):  # Diverged, or a NaN --debug-nans found
             if isinstance(exc, Diverged):
@@ -211,6 +218,9 @@ class Lifecycle:
                 where = {"debug_nans": str(exc).splitlines()[0]}
                 message = f"error: training produced a NaN (jax_debug_nans): {exc}"
             path = self._write("diverged", {"diverged": where}, exit_code=3)
+            if not on_command_line():
+                exc.args = (f"{self.experiment}: {message.removeprefix('error: ')} (results: {path})",)
+                return False
             print(f"{message}\nresults: {path} (status: diverged)", file=sys.stderr, flush=True)
             raise SystemExit(3) from None
         if not self.training and isinstance(exc, (ValueError, CheckpointError)):
@@ -220,8 +230,12 @@ class Lifecycle:
         return False
 
     def error(self, message: str) -> NoReturn:
-        """A bad argument: one line, exit 2 (only before training; afterwards it is a failure)."""
-        self.refuse(message)
+        """A bad argument, before training (afterwards it is a failure): one line and exit 2 on the command
+        line, ``UsageError`` from Python."""
+        try:
+            self.refuse(message)
+        except UsageError as err:
+            raise err from None  # the refusal, not the check that found it
 
     # ---- signals -----------------------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -254,7 +268,8 @@ def script(main: Any) -> None:
     results are written: letting the interpreter shut down while XLA may still be compiling in another thread was
     seen to segfault (exit 139 instead of 130/143). A finished run ends through ``exit_finished``."""
     try:
-        main()
+        with command_line():
+            main()
     except (KeyboardInterrupt, Terminated) as err:  # outside a run (start-up, or after its results were written)
         code = 130 if isinstance(err, KeyboardInterrupt) else 128 + err.signum
         print(f"\ninterrupted ({INTERRUPT_CODES.get(code, code)})", file=sys.stderr, flush=True)

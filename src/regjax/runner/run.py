@@ -19,7 +19,10 @@ from regjax.data import Dataset
 from regjax.data.fashion_mnist import cache_dir
 from regjax.report import Progress
 from regjax.runner.devices import Devices, setup_devices
-from regjax.runner.images import load_images, prepare_images, resolve_epochs
+from regjax.data.fashion_mnist import DataUnavailableError
+from regjax.data.images import load_images, prepare_images
+from regjax.runner.args import on_command_line
+from regjax.runner.images import fail, resolve_epochs
 from regjax.runner.lifecycle import Lifecycle
 from regjax.runner.resume import ResumePlan, content_digest, data_differences, plan_resume
 from regjax.runner.variant import Variant, slug
@@ -32,6 +35,8 @@ class Run(Lifecycle):
 
     def __init__(self, experiment: str, parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None):
         self.parser = parser
+        if not on_command_line():
+            parser.prog = experiment  # what a refusal names in a notebook (not ipykernel_launcher.py)
         self.args = parser.parse_args(argv)
         config = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
                   for k, v in vars(self.args).items()}
@@ -186,8 +191,15 @@ class Run(Lifecycle):
 
     # ---- data --------------------------------------------------------------------------------------------
     def load_images(self) -> Dataset:
-        """Fashion-MNIST, or -- only when ``--dataset`` was not given -- the digits with a loud warning."""
-        self.ds = load_images(self.args)
+        """Fashion-MNIST, or -- only when ``--dataset`` was not given -- the digits with the warning of
+        ``regjax.data.load_images``; a dataset asked for by name that cannot be had is a refusal (exit 2)."""
+        args = self.args
+        if args.dataset == "digits" and args.data_dir is not None:
+            fail(2, "--data-dir applies to Fashion-MNIST; it cannot be combined with --dataset digits")
+        try:
+            self.ds = load_images(args.dataset, args.data_dir)
+        except (DataUnavailableError, FileNotFoundError) as err:
+            fail(2, f"error: {err}")
         if self.ds.meta.get("sha256_verified") is False:
             print(f"WARNING: the IDX files in {self.ds.source[4:]} are not the registered Fashion-MNIST (their "
                   f"SHA-256s differ, or they are not gzipped); results name them '{self.ds.name}'",
