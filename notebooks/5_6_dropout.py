@@ -138,6 +138,6 @@ for name, h in histories.items():
 #
 # ## Exercises
 #
-# All seven of §5.6's exercises are answered with data on the [exercise page](../exercises.md#56-dropout):
+# All seven of §5.6's exercises are answered with data on the [exercise page](../docs/exercises/chapter-5.md#56-dropout):
 # switching the two rates, more epochs, the variance of the activations, dropout at test time, dropout and weight
 # decay together, DropConnect, Gaussian noise.
